@@ -1,0 +1,261 @@
+/**
+ * The protocol's data: log entries, the durable hard state, snapshot metadata,
+ * configurations and the messages that peers exchange. Plain data only, so that any
+ * transport can encode it and the core stays free of I/O.
+ */
+
+/**
+ * A node's identity in a cluster. It travels in every message: a node is who its
+ * messages say it is, never the address a connection came from.
+ * @public
+ */
+export type NodeId = string;
+
+/**
+ * What a log entry carries.
+ * - `command`: an encoded user command for the state machine.
+ * - `noop`: the empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2, §8).
+ * - `config`: an encoded membership change.
+ * @public
+ */
+export type EntryType = "command" | "noop" | "config";
+
+/**
+ * One log entry.
+ * @public
+ */
+export interface Entry {
+  /** Position in the log, from 1. */
+  readonly index: number;
+  /** The term of the leader that created the entry. */
+  readonly term: number;
+  /** What the entry carries. */
+  readonly type: EntryType;
+  /** The payload: an encoded command, an encoded configuration, or empty for a no-op. */
+  readonly data: Uint8Array;
+}
+
+/**
+ * The state that must be durable before a node answers anyone (Raft Figure 2's
+ * "persistent state on all servers", plus the commit index so that a restart can
+ * re-apply without waiting for a leader).
+ * @public
+ */
+export interface HardState {
+  /** The latest term this node has seen. */
+  readonly term: number;
+  /** Whom this node voted for in `term`, or `null`. */
+  readonly vote: NodeId | null;
+  /** The highest index known to be committed. */
+  readonly commit: number;
+}
+
+/**
+ * A cluster configuration. In a joint configuration (membership change in progress),
+ * `outgoingVoters` lists the old voters and decisions need a majority of both sets.
+ * @public
+ */
+export interface ClusterConfig {
+  /** The voters (the incoming set while joint). */
+  readonly voters: readonly NodeId[];
+  /** Members that replicate the log but neither vote nor count toward commit. */
+  readonly learners: readonly NodeId[];
+  /** The outgoing voters while the configuration is joint; empty otherwise. */
+  readonly outgoingVoters: readonly NodeId[];
+}
+
+/**
+ * Describes the state captured by a snapshot.
+ * @public
+ */
+export interface SnapshotMeta {
+  /** The last log index the snapshot includes. */
+  readonly index: number;
+  /** The term of the entry at `index`. */
+  readonly term: number;
+  /** The configuration in force at `index`. */
+  readonly config: ClusterConfig;
+}
+
+/** Fields every message has. */
+interface MessageBase {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  /** The sender's current term (Raft §5.1: every RPC carries it). */
+  readonly term: number;
+}
+
+/**
+ * Leader to follower: append `entries` after (`prevIndex`, `prevTerm`) (Raft §5.3).
+ * @public
+ */
+export interface AppendEntriesMessage extends MessageBase {
+  readonly type: "AppendEntries";
+  readonly prevIndex: number;
+  readonly prevTerm: number;
+  readonly entries: readonly Entry[];
+  /** The leader's commit index. */
+  readonly commit: number;
+}
+
+/**
+ * Follower to leader: the outcome of an AppendEntries.
+ * On success `index` is the follower's last index known to match the leader.
+ * On rejection `index` is the rejected `prevIndex`, and (`hintIndex`, `hintTerm`) is the
+ * fast-backtracking hint: the term of the follower's entry at `prevIndex` and the first
+ * index it holds for that term, or (`lastIndex + 1`, 0) when its log is shorter.
+ * @public
+ */
+export interface AppendEntriesResponseMessage extends MessageBase {
+  readonly type: "AppendEntriesResponse";
+  readonly success: boolean;
+  readonly index: number;
+  readonly hintIndex: number;
+  readonly hintTerm: number;
+}
+
+/**
+ * Leader to follower: "I am still the leader". Carries the commit index the follower
+ * can safely use and, for ReadIndex, the leader's read round.
+ * @public
+ */
+export interface HeartbeatMessage extends MessageBase {
+  readonly type: "Heartbeat";
+  readonly commit: number;
+  /** The leader's ReadIndex round this heartbeat confirms (0: none). */
+  readonly readRound: number;
+}
+
+/**
+ * Follower to leader: the answer to a Heartbeat, echoing its read round.
+ * @public
+ */
+export interface HeartbeatResponseMessage extends MessageBase {
+  readonly type: "HeartbeatResponse";
+  readonly readRound: number;
+}
+
+/**
+ * Candidate to voter: a vote or pre-vote request (Raft §5.2, §5.4.1; dissertation §9.6).
+ * A pre-vote carries the term the candidate would campaign in, without having taken it.
+ * @public
+ */
+export interface RequestVoteMessage extends MessageBase {
+  readonly type: "RequestVote";
+  readonly preVote: boolean;
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+  /** Set when the campaign follows a leadership transfer; it overrides the leader lease. */
+  readonly transfer: boolean;
+}
+
+/**
+ * Voter to candidate: the answer to a RequestVote.
+ * @public
+ */
+export interface RequestVoteResponseMessage extends MessageBase {
+  readonly type: "RequestVoteResponse";
+  readonly preVote: boolean;
+  readonly granted: boolean;
+}
+
+/**
+ * Follower to leader: proposals forwarded for appending. `requestId` lets the leader
+ * drop duplicates and lets the follower match the answer.
+ * @public
+ */
+export interface ProposeMessage extends MessageBase {
+  readonly type: "Propose";
+  readonly requestId: number;
+  readonly entries: readonly { readonly type: EntryType; readonly data: Uint8Array }[];
+}
+
+/**
+ * Leader to follower: where forwarded proposals were appended (`index` of the first,
+ * in `term`), or `index` 0 when they were refused.
+ * @public
+ */
+export interface ProposeResponseMessage extends MessageBase {
+  readonly type: "ProposeResponse";
+  readonly requestId: number;
+  readonly index: number;
+}
+
+/**
+ * Follower to leader: asks for a read index (Raft §8, dissertation §6.4).
+ * @public
+ */
+export interface ReadIndexMessage extends MessageBase {
+  readonly type: "ReadIndex";
+  readonly requestId: number;
+}
+
+/**
+ * Leader to follower: the read index for a request, confirmed by a quorum, or 0 when
+ * the leader refused.
+ * @public
+ */
+export interface ReadIndexResponseMessage extends MessageBase {
+  readonly type: "ReadIndexResponse";
+  readonly requestId: number;
+  readonly index: number;
+}
+
+/**
+ * Leader to its chosen successor: campaign now (dissertation §3.10).
+ * @public
+ */
+export interface TimeoutNowMessage extends MessageBase {
+  readonly type: "TimeoutNow";
+}
+
+/**
+ * Leader to follower: the follower needs entries that the leader has compacted, so it
+ * receives the state machine snapshot instead.
+ * @public
+ */
+export interface InstallSnapshotMessage extends MessageBase {
+  readonly type: "InstallSnapshot";
+  readonly meta: SnapshotMeta;
+  readonly data: Uint8Array;
+}
+
+/**
+ * Every message of the protocol, discriminated on `type`.
+ * @public
+ */
+export type Message =
+  | AppendEntriesMessage
+  | AppendEntriesResponseMessage
+  | HeartbeatMessage
+  | HeartbeatResponseMessage
+  | RequestVoteMessage
+  | RequestVoteResponseMessage
+  | ProposeMessage
+  | ProposeResponseMessage
+  | ReadIndexMessage
+  | ReadIndexResponseMessage
+  | TimeoutNowMessage
+  | InstallSnapshotMessage;
+
+/**
+ * The `type` of every message.
+ * @public
+ */
+export type MessageType = Message["type"];
+
+/** Every message type, for validation and exhaustive tests. */
+export const MESSAGE_TYPES: readonly MessageType[] = [
+  "AppendEntries",
+  "AppendEntriesResponse",
+  "Heartbeat",
+  "HeartbeatResponse",
+  "RequestVote",
+  "RequestVoteResponse",
+  "Propose",
+  "ProposeResponse",
+  "ReadIndex",
+  "ReadIndexResponse",
+  "TimeoutNow",
+  "InstallSnapshot",
+];
