@@ -1,0 +1,741 @@
+import { InvariantError, RaftLog, entryBytes, invariant } from "./log.js";
+import { allMembers, committedValue, electionOutcome, isVoter } from "./membership.js";
+import type {
+  AppendEntriesMessage,
+  AppendEntriesResponseMessage,
+  ClusterConfig,
+  Entry,
+  EntryType,
+  HardState,
+  HeartbeatMessage,
+  HeartbeatResponseMessage,
+  Message,
+  NodeId,
+  ProposeMessage,
+  ReadIndexMessage,
+  RequestVoteMessage,
+  RequestVoteResponseMessage,
+} from "./messages.js";
+import { Progress } from "./progress.js";
+import { ReadIndexQueue } from "./read-only.js";
+import type { ProposalOutcome, ReadState, Ready } from "./ready.js";
+
+/**
+ * A node's role. `pre-candidate` is the pre-vote phase (Raft dissertation §9.6): the node
+ * asks whether it could win before it disrupts anyone by raising its term.
+ */
+export type Role = "follower" | "pre-candidate" | "candidate" | "leader";
+
+/** The core's tunables. Units are ticks, counts and bytes. */
+export interface RaftOptions {
+  readonly id: NodeId;
+  /** Followers wait a random `[electionTicks, 2 * electionTicks)` ticks before campaigning. */
+  readonly electionTicks: number;
+  /** A leader sends heartbeats every `heartbeatTicks`. */
+  readonly heartbeatTicks: number;
+  /** Uniform in [0, 1): the only source of randomness (election jitter). */
+  readonly random: () => number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  /** AppendEntries in flight per follower in replicate state. */
+  readonly maxInflight: number;
+  /** Bytes in flight per follower. */
+  readonly maxInflightBytes: number;
+  readonly maxEntriesPerMessage: number;
+  readonly maxBytesPerMessage: number;
+  /** Committed entries handed out per Ready. */
+  readonly maxApplyEntries: number;
+}
+
+/** What the core starts from: the durable state plus the configuration. */
+export interface RaftInitialState {
+  readonly hardState: HardState;
+  readonly entries: readonly Entry[];
+  readonly firstIndex: number;
+  /** The term of the entry before `firstIndex` (0 when nothing was compacted). */
+  readonly firstIndexPrevTerm?: number;
+  readonly config: ClusterConfig;
+}
+
+/** What became of a proposal handed to the core. */
+export type ProposeOutcome =
+  | { readonly kind: "appended"; readonly index: number; readonly term: number }
+  | { readonly kind: "forwarded" }
+  | { readonly kind: "refused"; readonly leader: NodeId | null; readonly reason: "no-leader" | "not-leader" | "transferring" };
+
+/** What became of a read request handed to the core. */
+export type ReadIndexOutcome = "pending" | "forwarded" | "no-leader";
+
+/** One proposal's payload. */
+export interface ProposalItem {
+  readonly type: EntryType;
+  readonly data: Uint8Array;
+}
+
+const EMPTY = new Uint8Array(0);
+/** How many forwarded request ids per follower the leader remembers, to drop duplicates. */
+const DEDUP_WINDOW = 4096;
+
+/**
+ * The Raft protocol as a deterministic state machine with no I/O. Feed it `tick()`,
+ * `step(message)`, `propose()` and `readIndex()`; collect what it asks for with
+ * `ready()` and confirm with `advance()` (see {@link Ready}).
+ */
+export class Raft {
+  readonly id: NodeId;
+  readonly opts: RaftOptions;
+  readonly log: RaftLog;
+
+  term: number;
+  vote: NodeId | null;
+  role: Role = "follower";
+  leader: NodeId | null = null;
+  config: ClusterConfig;
+
+  /** Ticks since the last election reset (followers, candidates) or check-quorum round (leaders). */
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  private readonly votes = new Map<NodeId, boolean>();
+  /** The leader's view of every other member. */
+  readonly progress = new Map<NodeId, Progress>();
+  /** Whether the leader has committed an entry of its own term (needed before ReadIndex, Raft §8). */
+  private committedInTerm = false;
+  /** The leader wants one AppendEntries round to every follower at the next flush. */
+  private broadcastPending = false;
+  private readonly reads = new ReadIndexQueue();
+  private readonly forwarded = new Map<NodeId, { seen: Set<number>; order: number[] }>();
+
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  private proposalOutcomes: ProposalOutcome[] = [];
+  private persistedHardState: HardState;
+  private readyOut = false;
+
+  constructor(opts: RaftOptions, init: RaftInitialState) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.log = new RaftLog(init.firstIndex, init.entries, init.hardState.commit, init.firstIndexPrevTerm ?? 0);
+    this.term = init.hardState.term;
+    this.vote = init.hardState.vote;
+    this.config = init.config;
+    this.persistedHardState = init.hardState;
+    this.resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** One logical clock tick. */
+  tick(): void {
+    if (this.role === "leader") this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Handles one message from a peer. */
+  step(m: Message): void {
+    if (m.to !== this.id) return;
+    if (m.type === "ProposeResponse") {
+      // Facts about where entries went stay true whatever the term: accept them late too.
+      this.proposalOutcomes.push({ requestId: m.requestId, index: m.index, term: m.term });
+      return;
+    }
+    if (m.type === "ReadIndexResponse") {
+      // The index was confirmed by a quorum after the request arrived: still valid later.
+      this.readStates.push({ requestId: m.requestId, index: m.index });
+      return;
+    }
+
+    if (m.term > this.term) {
+      if (m.type === "RequestVote" && !m.transfer && this.inLease()) {
+        // Raft dissertation §4.2.3: a node that heard from a leader within the minimum
+        // election timeout ignores requests to replace it.
+        return;
+      }
+      const isPreVoteTraffic = (m.type === "RequestVote" && m.preVote) || (m.type === "RequestVoteResponse" && m.preVote && m.granted);
+      if (!isPreVoteTraffic) {
+        const leader = m.type === "AppendEntries" || m.type === "Heartbeat" || m.type === "InstallSnapshot" ? m.from : null;
+        this.becomeFollower(m.term, leader);
+      }
+    } else if (m.term < this.term) {
+      if (m.type === "AppendEntries" || m.type === "Heartbeat") {
+        // A stale leader: tell it our term so that it steps down. With pre-vote and
+        // check-quorum, nothing else would (its followers never raise their terms).
+        this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success: false, index: 0, hintIndex: 0, hintTerm: 0 });
+      } else if (m.type === "RequestVote" && m.preVote) {
+        this.send({ type: "RequestVoteResponse", from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+      }
+      return;
+    }
+
+    switch (m.type) {
+      case "RequestVote":
+        this.handleRequestVote(m);
+        return;
+      case "RequestVoteResponse":
+        this.handleVoteResponse(m);
+        return;
+      default:
+        break;
+    }
+
+    if (this.role === "leader") this.stepLeader(m);
+    else if (this.role === "follower") this.stepFollower(m);
+    else this.stepCandidate(m);
+  }
+
+  /**
+   * Proposes entries. On the leader they are appended at once; on a follower they are
+   * forwarded when `requestId` is given and a leader is known.
+   */
+  propose(items: readonly ProposalItem[], requestId?: number): ProposeOutcome {
+    if (this.role !== "leader") {
+      if (this.leader !== null && requestId !== undefined && this.role === "follower") {
+        this.send({ type: "Propose", from: this.id, to: this.leader, term: this.term, requestId, entries: items.map((i) => ({ type: i.type, data: i.data })) });
+        return { kind: "forwarded" };
+      }
+      return { kind: "refused", leader: this.leader, reason: this.leader === null ? "no-leader" : "not-leader" };
+    }
+    const index = this.appendAsLeader(items);
+    return { kind: "appended", index, term: this.term };
+  }
+
+  /**
+   * Asks for a linearizable read point (Raft §8). The answer comes as a
+   * {@link ReadState} with this `requestId` in a later Ready.
+   */
+  readIndex(requestId: number): ReadIndexOutcome {
+    if (this.role === "leader") {
+      this.leaderReadIndex(this.id, requestId);
+      return "pending";
+    }
+    if (this.role === "follower" && this.leader !== null) {
+      this.send({ type: "ReadIndex", from: this.id, to: this.leader, term: this.term, requestId });
+      return "forwarded";
+    }
+    return "no-leader";
+  }
+
+  /** Starts an election now, as if the election timeout had passed (tests, tools). */
+  campaignNow(): void {
+    if (this.role !== "leader") this.startElection(false);
+  }
+
+  // ---------------------------------------------------------------- Ready / advance
+
+  hasReady(): boolean {
+    if (this.readyOut) return false;
+    return (
+      this.broadcastPending ||
+      this.reads.flushPending ||
+      this.messages.length > 0 ||
+      this.readStates.length > 0 ||
+      this.proposalOutcomes.length > 0 ||
+      this.log.unstableFrom <= this.log.lastIndex() ||
+      this.log.hasEntriesToApply() ||
+      !sameHardState(this.hardState(), this.persistedHardState)
+    );
+  }
+
+  /** Collects what the driver must do now. One Ready at a time: call {@link Raft.advance} before the next. */
+  ready(): Ready {
+    invariant(!this.readyOut, "ready() called again before advance()");
+    this.flush();
+    const hs = this.hardState();
+    const committedEntries = this.log.entriesToApply(this.opts.maxApplyEntries);
+    const rd: Ready = {
+      hardState: sameHardState(hs, this.persistedHardState) ? null : hs,
+      entries: this.log.unstableEntries(),
+      messages: this.messages,
+      committedEntries,
+      readStates: this.readStates,
+      proposals: this.proposalOutcomes,
+    };
+    this.messages = [];
+    this.readStates = [];
+    this.proposalOutcomes = [];
+    // Handing entries out for applying counts as applying them: the driver applies every
+    // entry of a Ready before it asks for the next.
+    if (committedEntries.length > 0) this.log.appliedTo(committedEntries[committedEntries.length - 1]!.index);
+    this.readyOut = true;
+    return rd;
+  }
+
+  /** Confirms that the driver persisted, sent and applied everything in `rd`. */
+  advance(rd: Ready): void {
+    invariant(this.readyOut, "advance() without ready()");
+    this.readyOut = false;
+    if (rd.hardState !== null) this.persistedHardState = rd.hardState;
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1]!;
+      this.log.stableTo(last.index, last.term);
+      // The leader counts itself toward commit only for entries it has made durable.
+      if (this.role === "leader" && this.maybeCommit()) this.broadcastPending = true;
+    }
+  }
+
+  // ---------------------------------------------------------------- observers
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  /** Whether a leader is known and was heard from within the election timeout. */
+  inLease(): boolean {
+    return this.opts.checkQuorum && this.leader !== null && this.electionElapsed < this.opts.electionTicks;
+  }
+
+  /** Whether this node is the only voter, so that it alone is a majority. */
+  isSoleVoter(): boolean {
+    return allMembers(this.config).every((id) => (id === this.id) === isVoter(this.config, id));
+  }
+
+  isPromotable(): boolean {
+    return isVoter(this.config, this.id);
+  }
+
+  // ---------------------------------------------------------------- role changes
+
+  becomeFollower(term: number, leader: NodeId | null): void {
+    const wasLeader = this.role === "leader";
+    if (term !== this.term) {
+      invariant(term > this.term, () => `term moving back from ${this.term} to ${term}`);
+      this.term = term;
+      this.vote = null;
+    }
+    this.role = "follower";
+    this.leader = leader;
+    this.resetElectionTimer();
+    if (wasLeader) this.abandonLeadership();
+  }
+
+  private becomePreCandidate(): void {
+    invariant(this.role !== "leader", "a leader cannot become a pre-candidate");
+    // The term and vote stay: a pre-vote changes nothing durable.
+    this.role = "pre-candidate";
+    this.leader = null;
+    this.votes.clear();
+    this.resetElectionTimer();
+  }
+
+  private becomeCandidate(): void {
+    invariant(this.role !== "leader", "a leader cannot become a candidate");
+    this.term += 1;
+    this.vote = this.id;
+    this.role = "candidate";
+    this.leader = null;
+    this.votes.clear();
+    this.resetElectionTimer();
+  }
+
+  private becomeLeader(): void {
+    invariant(this.role === "candidate", "only a candidate becomes leader");
+    this.role = "leader";
+    this.leader = this.id;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.committedInTerm = false;
+    this.forwarded.clear();
+    this.reads.reset();
+    this.progress.clear();
+    const next = this.log.lastIndex() + 1;
+    for (const id of allMembers(this.config)) {
+      if (id === this.id) continue;
+      const pr = new Progress(next, this.opts.maxInflight, this.opts.maxInflightBytes);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+    // Raft §8: a new leader commits a no-op to learn which entries are committed, and
+    // §5.4.2: it may count replicas only for entries of its own term.
+    this.appendAsLeader([{ type: "noop", data: EMPTY }]);
+  }
+
+  private abandonLeadership(): void {
+    this.progress.clear();
+    this.broadcastPending = false;
+    this.forwarded.clear();
+    for (const r of this.reads.reset()) this.answerRead(r.from, r.requestId, 0);
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    const e = this.opts.electionTicks;
+    this.randomizedElectionTimeout = e + Math.floor(this.opts.random() * e);
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      if (this.isPromotable()) this.startElection(this.opts.preVote);
+      else this.resetElectionTimer();
+    }
+  }
+
+  private startElection(preVote: boolean, transfer = false): void {
+    if (!this.isPromotable()) return;
+    if (preVote) this.becomePreCandidate();
+    else this.becomeCandidate();
+    const voteTerm = preVote ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (this.tallyVotes(preVote)) return;
+    const lastIndex = this.log.lastIndex();
+    const lastTerm = this.log.lastTerm();
+    for (const id of allMembers(this.config)) {
+      if (id === this.id || !isVoter(this.config, id)) continue;
+      this.send({ type: "RequestVote", from: this.id, to: id, term: voteTerm, preVote, lastIndex, lastTerm, transfer });
+    }
+  }
+
+  /** Acts on the votes so far; returns whether the election ended. */
+  private tallyVotes(preVote: boolean): boolean {
+    const outcome = electionOutcome(this.config, this.votes);
+    if (outcome === "won") {
+      if (preVote) this.startElection(false);
+      else this.becomeLeader();
+      return true;
+    }
+    if (outcome === "lost") {
+      this.becomeFollower(this.term, null);
+      return true;
+    }
+    return false;
+  }
+
+  private handleRequestVote(m: RequestVoteMessage): void {
+    // Raft §5.2 and §5.4.1: one vote per term, only for a candidate at least as up to date.
+    // A pre-vote is granted on the same terms, as if the term had already moved, plus:
+    // the voter itself has no leader (or it would be in lease and ignore the request).
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === null && this.leader === null) ||
+      (m.preVote && m.term > this.term);
+    const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
+    if (granted && !m.preVote) {
+      this.vote = m.from;
+      this.electionElapsed = 0;
+    }
+    // A grant echoes the request's term (a pre-vote's is not ours yet); a refusal carries ours.
+    this.send({ type: "RequestVoteResponse", from: this.id, to: m.from, term: granted ? m.term : this.term, preVote: m.preVote, granted });
+  }
+
+  private handleVoteResponse(m: RequestVoteResponseMessage): void {
+    const expectPre = this.role === "pre-candidate";
+    if ((this.role !== "candidate" && !expectPre) || m.preVote !== expectPre) return;
+    if (!isVoter(this.config, m.from)) return;
+    this.votes.set(m.from, m.granted);
+    this.tallyVotes(expectPre);
+  }
+
+  // ---------------------------------------------------------------- followers and candidates
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case "AppendEntries":
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleAppendEntries(m);
+        return;
+      case "Heartbeat":
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleHeartbeat(m);
+        return;
+      case "TimeoutNow":
+        // Dissertation §3.10: the leader chose us; campaign at once, skipping pre-vote
+        // and overriding the voters' leases.
+        if (this.isPromotable()) this.startElection(false, true);
+        return;
+      case "Propose":
+        this.refuseProposal(m);
+        return;
+      case "ReadIndex":
+        this.answerRead(m.from, m.requestId, 0);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case "AppendEntries":
+      case "Heartbeat":
+      case "InstallSnapshot":
+        // Someone won this term (Raft §5.2): follow it.
+        this.becomeFollower(this.term, m.from);
+        this.stepFollower(m);
+        return;
+      case "Propose":
+        this.refuseProposal(m);
+        return;
+      case "ReadIndex":
+        this.answerRead(m.from, m.requestId, 0);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAppendEntries(m: AppendEntriesMessage): void {
+    const reply = (success: boolean, index: number, hintIndex = 0, hintTerm = 0): void =>
+      this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success, index, hintIndex, hintTerm });
+    if (m.prevIndex < this.log.committed) {
+      // Everything up to our commit index matches any leader's log already.
+      reply(true, this.log.committed);
+      return;
+    }
+    if (!this.log.matchTerm(m.prevIndex, m.prevTerm)) {
+      // Raft §5.3 with the fast-backtracking hint: the conflicting term and the first
+      // index we hold for it, so the leader skips a whole term per round trip.
+      const last = this.log.lastIndex();
+      if (m.prevIndex > last) reply(false, m.prevIndex, last + 1, 0);
+      else {
+        const hintTerm = this.log.term(m.prevIndex)!;
+        reply(false, m.prevIndex, Math.max(this.log.firstIndexOfTermAt(m.prevIndex), this.log.committed + 1), hintTerm);
+      }
+      return;
+    }
+    this.log.appendAfterMatch(m.entries);
+    const lastNew = m.prevIndex + m.entries.length;
+    // Only entries known to match the leader's may be marked committed.
+    this.log.commitTo(Math.min(m.commit, lastNew));
+    reply(true, lastNew);
+  }
+
+  private handleHeartbeat(m: HeartbeatMessage): void {
+    // The leader sends min(our match, its commit): entries we hold and that match.
+    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    this.send({ type: "HeartbeatResponse", from: this.id, to: m.from, term: this.term, readRound: m.readRound });
+  }
+
+  private refuseProposal(m: ProposeMessage): void {
+    this.send({ type: "ProposeResponse", from: this.id, to: m.from, term: this.term, requestId: m.requestId, index: 0 });
+  }
+
+  // ---------------------------------------------------------------- leaders
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.opts.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.opts.checkQuorum && !this.quorumActive()) {
+        // Dissertation §6.2: a leader that cannot hear from a majority steps down, so that
+        // clients look elsewhere and reads are not served from a deposed leader.
+        this.becomeFollower(this.term, null);
+        return;
+      }
+    }
+    if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat(this.reads.round);
+    }
+  }
+
+  /** Whether a majority was heard from in this check-quorum round; resets the round. */
+  private quorumActive(): boolean {
+    const active = committedValue(this.config, (id) => (id === this.id || this.progress.get(id)?.recentActive ? 1 : 0));
+    for (const pr of this.progress.values()) pr.recentActive = false;
+    return active >= 1;
+  }
+
+  private stepLeader(m: Message): void {
+    switch (m.type) {
+      case "AppendEntriesResponse":
+        this.handleAppendResponse(m);
+        return;
+      case "HeartbeatResponse":
+        this.handleHeartbeatResponse(m);
+        return;
+      case "Propose":
+        this.handleForwardedProposal(m);
+        return;
+      case "ReadIndex":
+        this.handleForwardedRead(m);
+        return;
+      case "AppendEntries":
+      case "Heartbeat":
+      case "InstallSnapshot":
+        throw new InvariantError(`two leaders in term ${this.term}: ${this.id} and ${m.from}`);
+      default:
+        return;
+    }
+  }
+
+  private appendAsLeader(items: readonly ProposalItem[]): number {
+    const first = this.log.lastIndex() + 1;
+    const entries: Entry[] = items.map((item, i) => ({ index: first + i, term: this.term, type: item.type, data: item.data }));
+    this.log.append(entries);
+    // Replicated at the next flush, so that everything proposed in one turn of the
+    // event loop goes out as one AppendEntries per follower.
+    this.broadcastPending = true;
+    return first;
+  }
+
+  private handleForwardedProposal(m: ProposeMessage): void {
+    let record = this.forwarded.get(m.from);
+    if (record === undefined) {
+      record = { seen: new Set(), order: [] };
+      this.forwarded.set(m.from, record);
+    }
+    // A duplicated message must not append the entries twice. Within one term only this
+    // leader appends; a stale-term copy was already dropped by the term check.
+    if (record.seen.has(m.requestId)) return;
+    record.seen.add(m.requestId);
+    record.order.push(m.requestId);
+    if (record.order.length > DEDUP_WINDOW) record.seen.delete(record.order.shift()!);
+    if (m.entries.length === 0 || !this.progress.has(m.from)) {
+      this.refuseProposal(m);
+      return;
+    }
+    const index = this.appendAsLeader(m.entries);
+    this.send({ type: "ProposeResponse", from: this.id, to: m.from, term: this.term, requestId: m.requestId, index });
+  }
+
+  private handleAppendResponse(m: AppendEntriesResponseMessage): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    if (!m.success) {
+      if (m.index === 0) return; // a stale-leader notice with our own term: cannot happen, ignore
+      if (pr.maybeDecrTo(m.index, this.nextFromHint(m))) this.sendAppend(m.from, pr);
+      return;
+    }
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === "probe") pr.becomeReplicate();
+    pr.inflights.freeLE(m.index);
+    if (this.maybeCommit()) this.broadcastPending = true;
+    else while (this.sendAppend(m.from, pr, false)) { /* fill the window */ }
+  }
+
+  /** Where to resume after a rejection, from the follower's (term, first index) hint. */
+  private nextFromHint(m: AppendEntriesResponseMessage): number {
+    if (m.hintTerm > 0) {
+      const last = this.log.lastIndexOfTerm(m.hintTerm, m.index);
+      // We hold that term: the follower matches us up to our last entry of it at best.
+      if (last !== undefined) return last + 1;
+    }
+    return m.hintIndex;
+  }
+
+  private handleHeartbeatResponse(m: HeartbeatResponseMessage): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    pr.probeSent = false;
+    // The window may be full of messages that were lost: free one so that the follower
+    // gets an AppendEntries again, whose answer resets the window either way.
+    if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirst();
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr);
+    if (m.readRound > pr.readRound) {
+      pr.readRound = m.readRound;
+      this.releaseReads();
+    }
+  }
+
+  /** Advances the commit index to what a majority holds, if it is of this term. Returns whether it moved. */
+  private maybeCommit(): boolean {
+    const stable = this.log.stableLastIndex();
+    const index = committedValue(this.config, (id) => (id === this.id ? stable : (this.progress.get(id)?.match ?? 0)));
+    // Raft §5.4.2: only entries of the leader's own term are committed by counting replicas.
+    if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
+    this.log.commitTo(index);
+    if (!this.committedInTerm) {
+      this.committedInTerm = true;
+      for (const r of this.reads.takeWaiting()) this.leaderReadIndex(r.from, r.requestId);
+    }
+    return true;
+  }
+
+  /**
+   * Sends `to` the next AppendEntries its progress allows. Returns whether one went out.
+   * With `sendIfEmpty`, an empty one goes out too (to carry the commit index, or probe).
+   */
+  private sendAppend(to: NodeId, pr: Progress, sendIfEmpty = true): boolean {
+    if (pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    // Compacted entries need a snapshot, which the snapshot work adds; until then the log is never compacted.
+    invariant(prevTerm !== undefined, () => `no term for index ${prevIndex} to send to ${to}`);
+    const entries = this.log.slice(pr.next, this.opts.maxEntriesPerMessage, this.opts.maxBytesPerMessage);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: "AppendEntries", from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
+    if (pr.state === "replicate" && entries.length > 0) {
+      const last = entries[entries.length - 1]!.index;
+      let bytes = 0;
+      for (const e of entries) bytes += entryBytes(e);
+      pr.next = last + 1;
+      pr.inflights.add(last, bytes);
+    } else if (pr.state === "probe") {
+      pr.probeSent = true;
+    }
+    return true;
+  }
+
+  private broadcastAppend(): void {
+    for (const [id, pr] of this.progress) this.sendAppend(id, pr);
+  }
+
+  private broadcastHeartbeat(readRound: number): void {
+    for (const [id, pr] of this.progress) {
+      this.send({ type: "Heartbeat", from: this.id, to: id, term: this.term, commit: Math.min(pr.match, this.log.committed), readRound });
+    }
+  }
+
+  // ---------------------------------------------------------------- ReadIndex (Raft §8, dissertation §6.4)
+
+  private leaderReadIndex(from: NodeId, requestId: number): void {
+    if (!this.committedInTerm) {
+      // Until the no-op of this term commits, our commit index may lag what is committed.
+      this.reads.wait(from, requestId);
+      return;
+    }
+    if (this.isSoleVoter()) {
+      this.answerRead(from, requestId, this.log.committed);
+      return;
+    }
+    this.reads.add(from, requestId, this.log.committed);
+  }
+
+  private handleForwardedRead(m: ReadIndexMessage): void {
+    if (!this.progress.has(m.from)) {
+      this.answerRead(m.from, m.requestId, 0);
+      return;
+    }
+    this.leaderReadIndex(m.from, m.requestId);
+  }
+
+  /** Serves every read whose round a majority has acknowledged. */
+  private releaseReads(): void {
+    const acked = committedValue(this.config, (id) => (id === this.id ? this.reads.round : (this.progress.get(id)?.readRound ?? 0)));
+    for (const r of this.reads.release(acked)) this.answerRead(r.from, r.requestId, r.index);
+  }
+
+  private answerRead(to: NodeId, requestId: number, index: number): void {
+    if (to === this.id) this.readStates.push({ requestId, index });
+    else this.send({ type: "ReadIndexResponse", from: this.id, to, term: this.term, requestId, index });
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** Emits what was deferred to the end of the round: one append and one read round per follower. */
+  private flush(): void {
+    if (this.role !== "leader") return;
+    if (this.reads.flushPending) this.broadcastHeartbeat(this.reads.startRound());
+    if (this.broadcastPending) {
+      this.broadcastPending = false;
+      this.broadcastAppend();
+    }
+  }
+
+  private send(m: Message): void {
+    this.messages.push(m);
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}

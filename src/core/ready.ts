@@ -1,0 +1,52 @@
+import type { Entry, HardState, Message } from "./messages.js";
+
+/**
+ * A read request that became safe to serve: once the state machine has applied
+ * `index`, a read issued before the request was made observes every write that
+ * completed before it. `index` 0 means refused (no leader, or leadership was lost).
+ */
+export interface ReadState {
+  readonly requestId: number;
+  readonly index: number;
+}
+
+/**
+ * Where a forwarded proposal landed: the first of its entries was appended at `index`
+ * in `term`; `index` 0 means the leader refused it (nothing was appended).
+ */
+export interface ProposalOutcome {
+  readonly requestId: number;
+  readonly index: number;
+  readonly term: number;
+}
+
+/**
+ * Everything the core asks of its driver after a round of inputs. The driver handles a
+ * Ready in exactly these steps, in this order:
+ *
+ * 1. Persist `entries` (truncating any stored entries at or after `entries[0].index`) and
+ *    `hardState` in one atomic, durable write.
+ * 2. Only then send `messages`: votes, acknowledgements and responses depend on that
+ *    state being durable (Raft Figure 2: "respond to RPCs only after updating stable
+ *    storage").
+ * 3. Apply `committedEntries` to the state machine, in order.
+ * 4. Serve `readStates` once the applied index reaches theirs; settle `proposals`.
+ * 5. Call `advance(ready)`, which tells the core that steps 1 to 3 are done.
+ *
+ * Inputs (ticks, messages, proposals) may arrive while the driver is in steps 1 to 4;
+ * they go into the next Ready. The core hands out one Ready at a time.
+ */
+export interface Ready {
+  /** The hard state to persist, or null when it did not change. */
+  readonly hardState: HardState | null;
+  /** Entries to persist. */
+  readonly entries: readonly Entry[];
+  /** Messages to send once the above is durable. */
+  readonly messages: readonly Message[];
+  /** Committed entries to apply, in index order. */
+  readonly committedEntries: readonly Entry[];
+  /** Read requests whose read index is now known. */
+  readonly readStates: readonly ReadState[];
+  /** Outcomes of proposals this node forwarded to the leader. */
+  readonly proposals: readonly ProposalOutcome[];
+}

@@ -1,0 +1,50 @@
+// The public API of raftkit: explicit named re-exports only, so that every new public
+// symbol shows up in a diff and in the API report.
+
+export { RaftError, isRaftError } from "./errors.js";
+export type { RaftErrorCode, RaftErrorOptions } from "./errors.js";
+export { jsonCodec } from "./codec.js";
+export type { Codec } from "./codec.js";
+export { consoleLogger, silentLogger } from "./logger.js";
+export type { Logger } from "./logger.js";
+export type { ApplyMeta, StateMachine } from "./state-machine.js";
+
+export type {
+  AppendEntriesMessage,
+  AppendEntriesResponseMessage,
+  ClusterConfig,
+  Entry,
+  EntryType,
+  HardState,
+  HeartbeatMessage,
+  HeartbeatResponseMessage,
+  InstallSnapshotMessage,
+  Message,
+  MessageType,
+  NodeId,
+  ProposeMessage,
+  ProposeResponseMessage,
+  ReadIndexMessage,
+  ReadIndexResponseMessage,
+  RequestVoteMessage,
+  RequestVoteResponseMessage,
+  SnapshotMeta,
+  TimeoutNowMessage,
+} from "./core/messages.js";
+
+export { RaftNode } from "./node/raft-node.js";
+export type { PeerStatus, RaftStatus } from "./node/raft-node.js";
+export type { RaftNodeOptions } from "./node/options.js";
+export type { RequestOptions } from "./node/proposals.js";
+export type { RaftNodeEvents, RaftRole } from "./node/events.js";
+export { systemClock } from "./node/clock.js";
+export type { Clock, TimerHandle } from "./node/clock.js";
+
+export type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "./storage/storage.js";
+export { MemoryStorage } from "./storage/memory-storage.js";
+export type { MemoryStorageOptions } from "./storage/memory-storage.js";
+
+export type { MessageHandler, Transport } from "./transport/transport.js";
+export { MemoryNetwork } from "./transport/memory-transport.js";
+
+export type { KvCommand, KvResult } from "./kv/commands.js";

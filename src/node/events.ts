@@ -1,0 +1,29 @@
+import type { EntryType, NodeId } from "../core/messages.js";
+
+/**
+ * A node's role in the protocol. `pre-candidate` is the pre-vote phase: the node checks
+ * that it could win an election before it disturbs the cluster with a higher term.
+ * @public
+ */
+export type RaftRole = "follower" | "pre-candidate" | "candidate" | "leader";
+
+/**
+ * The events a {@link RaftNode} emits. Events observe, they never steer: a listener
+ * cannot change what the node does, and a listener that throws does not stop it.
+ * Each fires after the state it reports is durable and, for `apply`, applied.
+ * @public
+ */
+export interface RaftNodeEvents {
+  /** The node's role changed (to `role`, in `term`). */
+  role: (role: RaftRole, term: number) => void;
+  /** The known leader changed (`null`: none known), in `term`. */
+  leader: (leaderId: NodeId | null, term: number) => void;
+  /** The node moved to a new term. */
+  term: (term: number) => void;
+  /** The commit index advanced to `commitIndex`. */
+  commit: (commitIndex: number) => void;
+  /** The entry at `index` (of `term`, carrying `type`) was applied to the state machine. */
+  apply: (index: number, term: number, type: EntryType) => void;
+  /** The node hit an error it cannot continue after (storage failure, broken invariant); it stops. */
+  error: (error: Error) => void;
+}

@@ -1,0 +1,183 @@
+import type { Codec } from "../codec.js";
+import { jsonCodec } from "../codec.js";
+import type { NodeId } from "../core/messages.js";
+import type { Logger } from "../logger.js";
+import { silentLogger } from "../logger.js";
+import type { StateMachine } from "../state-machine.js";
+import type { RaftStorage } from "../storage/storage.js";
+import type { Transport } from "../transport/transport.js";
+import type { Clock } from "./clock.js";
+import { systemClock } from "./clock.js";
+
+/**
+ * Options for {@link RaftNode}. Validated at construction: a bad value throws a
+ * `TypeError` or `RangeError` that names the option.
+ * @public
+ */
+export interface RaftNodeOptions<Cmd, Result> {
+  /** This node's id; it must be one of `peers`. */
+  readonly id: NodeId;
+  /** The ids of the cluster's initial voters, this node included. */
+  readonly peers: readonly NodeId[];
+  /** The replicated state machine. */
+  readonly stateMachine: StateMachine<Cmd, Result>;
+  /** Where the hard state and log are made durable. */
+  readonly storage: RaftStorage;
+  /** How messages reach the other nodes. */
+  readonly transport: Transport;
+  /**
+   * Milliseconds per logical tick.
+   * @defaultValue 100
+   */
+  readonly tickMs?: number;
+  /**
+   * Ticks a follower waits without hearing from a leader before it campaigns; the actual
+   * wait is random in `[electionTicks, 2 * electionTicks)`. Must exceed `heartbeatTicks`.
+   * @defaultValue 10
+   */
+  readonly electionTicks?: number;
+  /**
+   * Ticks between a leader's heartbeats.
+   * @defaultValue 1
+   */
+  readonly heartbeatTicks?: number;
+  /**
+   * Uniform random numbers in [0, 1), for election jitter.
+   * @defaultValue Math.random
+   */
+  readonly random?: () => number;
+  /**
+   * Where diagnostics go.
+   * @defaultValue a logger that discards everything
+   */
+  readonly logger?: Logger;
+  /**
+   * How commands become bytes in the log and on the wire.
+   * @defaultValue JSON
+   */
+  readonly codec?: Codec<Cmd>;
+  /**
+   * Time and timers; replace only to run the node in virtual time.
+   * @defaultValue the system clock
+   */
+  readonly clock?: Clock;
+  /**
+   * Pre-vote (Raft dissertation §9.6): a node checks it could win before it raises its term.
+   * @defaultValue true
+   */
+  readonly preVote?: boolean;
+  /**
+   * Check-quorum (dissertation §6.2): a leader that has not heard from a majority within
+   * an election timeout steps down, and followers that heard from a leader recently
+   * refuse votes.
+   * @defaultValue true
+   */
+  readonly checkQuorum?: boolean;
+  /**
+   * Whether a follower forwards proposals to the leader. When false, `propose` on a
+   * follower rejects with `NOT_LEADER` and the leader's id.
+   * @defaultValue true
+   */
+  readonly forwardProposals?: boolean;
+  /**
+   * AppendEntries messages in flight per follower.
+   * @defaultValue 256
+   */
+  readonly maxInflight?: number;
+  /**
+   * Bytes of entries in flight per follower.
+   * @defaultValue 16 MiB
+   */
+  readonly maxInflightBytes?: number;
+  /**
+   * Entries per AppendEntries message.
+   * @defaultValue 4096
+   */
+  readonly maxEntriesPerMessage?: number;
+  /**
+   * Approximate bytes of entries per AppendEntries message (one larger entry still goes alone).
+   * @defaultValue 1 MiB
+   */
+  readonly maxBytesPerMessage?: number;
+  /**
+   * Proposals and reads waiting at once on this node; more reject with `BUSY`.
+   * @defaultValue 100000
+   */
+  readonly maxPendingRequests?: number;
+  /**
+   * The deadline of `propose` and `read` calls that give no `timeoutMs`.
+   * @defaultValue 10000
+   */
+  readonly requestTimeoutMs?: number;
+}
+
+/** The options with every default filled in. */
+export interface ResolvedOptions<Cmd, Result> extends Required<RaftNodeOptions<Cmd, Result>> {}
+
+function positiveInteger(name: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`RaftNode option '${name}' must be a positive integer (got ${String(value)})`);
+  }
+  return value;
+}
+
+function positiveNumber(name: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`RaftNode option '${name}' must be a positive finite number (got ${String(value)})`);
+  }
+  return value;
+}
+
+function hasMethods(name: string, value: unknown, methods: readonly string[]): void {
+  if (typeof value !== "object" || value === null) throw new TypeError(`RaftNode option '${name}' is required and must be an object`);
+  for (const m of methods) {
+    if (typeof (value as Record<string, unknown>)[m] !== "function") {
+      throw new TypeError(`RaftNode option '${name}' must have a ${m}() method`);
+    }
+  }
+}
+
+/** Validates `options` and fills in defaults. */
+export function resolveOptions<Cmd, Result>(options: RaftNodeOptions<Cmd, Result>): ResolvedOptions<Cmd, Result> {
+  if (typeof options !== "object" || options === null) throw new TypeError("RaftNode options must be an object");
+  const { id, peers } = options;
+  if (typeof id !== "string" || id.length === 0) throw new TypeError("RaftNode option 'id' must be a non-empty string");
+  if (!Array.isArray(peers) || peers.length === 0) throw new TypeError("RaftNode option 'peers' must be a non-empty array of node ids");
+  for (const p of peers) if (typeof p !== "string" || p.length === 0) throw new TypeError("RaftNode option 'peers' must hold non-empty strings");
+  if (new Set(peers).size !== peers.length) throw new RangeError("RaftNode option 'peers' lists a node twice");
+  if (!peers.includes(id)) throw new RangeError(`RaftNode option 'peers' must include this node's id '${id}'`);
+  hasMethods("stateMachine", options.stateMachine, ["apply"]);
+  hasMethods("storage", options.storage, ["load", "save", "close"]);
+  hasMethods("transport", options.transport, ["start", "send", "stop"]);
+  const r: ResolvedOptions<Cmd, Result> = {
+    id,
+    peers: [...peers],
+    stateMachine: options.stateMachine,
+    storage: options.storage,
+    transport: options.transport,
+    tickMs: positiveNumber("tickMs", options.tickMs ?? 100),
+    electionTicks: positiveInteger("electionTicks", options.electionTicks ?? 10),
+    heartbeatTicks: positiveInteger("heartbeatTicks", options.heartbeatTicks ?? 1),
+    random: options.random ?? Math.random,
+    logger: options.logger ?? silentLogger,
+    codec: options.codec ?? jsonCodec<Cmd>(),
+    clock: options.clock ?? systemClock,
+    preVote: options.preVote ?? true,
+    checkQuorum: options.checkQuorum ?? true,
+    forwardProposals: options.forwardProposals ?? true,
+    maxInflight: positiveInteger("maxInflight", options.maxInflight ?? 256),
+    maxInflightBytes: positiveInteger("maxInflightBytes", options.maxInflightBytes ?? 16 * 1024 * 1024),
+    maxEntriesPerMessage: positiveInteger("maxEntriesPerMessage", options.maxEntriesPerMessage ?? 4096),
+    maxBytesPerMessage: positiveInteger("maxBytesPerMessage", options.maxBytesPerMessage ?? 1024 * 1024),
+    maxPendingRequests: positiveInteger("maxPendingRequests", options.maxPendingRequests ?? 100_000),
+    requestTimeoutMs: positiveNumber("requestTimeoutMs", options.requestTimeoutMs ?? 10_000),
+  };
+  if (r.electionTicks <= r.heartbeatTicks) {
+    throw new RangeError(`RaftNode option 'electionTicks' (${r.electionTicks}) must be greater than 'heartbeatTicks' (${r.heartbeatTicks})`);
+  }
+  if (typeof r.random !== "function") throw new TypeError("RaftNode option 'random' must be a function");
+  hasMethods("codec", r.codec, ["encode", "decode"]);
+  hasMethods("clock", r.clock, ["now", "setTimeout", "clearTimeout"]);
+  hasMethods("logger", r.logger, ["debug", "info", "warn", "error"]);
+  return r;
+}
