@@ -42,9 +42,13 @@ export type { Clock, TimerHandle } from "./node/clock.js";
 
 export type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "./storage/storage.js";
 export { MemoryStorage } from "./storage/memory-storage.js";
+export { LevelStorage } from "./storage/level-storage.js";
+export type { LevelStorageOptions, LevelStorageStats } from "./storage/level-storage.js";
 export type { MemoryStorageOptions } from "./storage/memory-storage.js";
 
 export type { MessageHandler, Transport } from "./transport/transport.js";
 export { MemoryNetwork } from "./transport/memory-transport.js";
 
 export type { KvCommand, KvResult } from "./kv/commands.js";
+export { KvStateMachine, validateKvCommand, defaultKvLimits } from "./kv/kv-state-machine.js";
+export type { KvEntry, KvLimits, KvListOptions, KvStateMachineOptions } from "./kv/kv-state-machine.js";

@@ -84,6 +84,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private flushScheduled = false;
   private requestSeq: number;
   private live = 0;
+  // Invariant: appliedIndex <= core.log.applied (entries handed out but not yet applied lie between).
+  /** The last index applied to the state machine. */
+  private appliedIndex = 0;
 
   // Proposals: queued for the next flush, parked until a leader is known, forwarded and
   // awaiting the leader's answer, or appended at a known (index, term).
@@ -152,6 +155,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       { hardState: stored.hardState, entries: stored.entries, firstIndex: stored.firstIndex, config: votersConfig(o.peers) },
     );
     this.observed = { role: "follower", leader: null, term: this.core.term, commit: this.core.log.committed };
+    this.appliedIndex = this.core.log.applied;
     await o.transport.start((m) => this.receive(m));
     if (this.state !== "starting") return;
     this.state = "running";
@@ -231,7 +235,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       term: c.term,
       leader: c.leader,
       commitIndex: c.log.committed,
-      appliedIndex: c.log.applied,
+      appliedIndex: this.appliedIndex,
       lastIndex: c.log.lastIndex(),
       voters: c.config.voters,
       peers,
@@ -370,6 +374,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   }
 
   /** Handles Ready after Ready, in the order {@link Ready} documents, until the core is idle. */
+
   private async runLoop(): Promise<void> {
     if (this.loopRunning) return;
     this.loopRunning = true;
@@ -397,7 +402,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         }
         // 4. Reads and forwarded proposals.
         this.settleForwarded(rd);
-        this.settleReadStates(rd, core);
+        this.settleReadStates(rd);
         core.advance(rd);
         this.emitChanges(core);
       }
@@ -421,6 +426,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       if (waiting.term === e.term) waiting.request.pending.resolve(result as Result);
       else waiting.request.pending.reject(new RaftError("DROPPED", `proposal at index ${e.index} was replaced by an entry of term ${e.term}; it was not committed`));
     }
+    this.appliedIndex = e.index;
     this.emit("apply", e.index, e.term, e.type);
     this.serveReads(e.index);
   }
@@ -434,7 +440,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         for (const p of batch) if (!p.pending.settled) this.parkedProposals.push(p);
         continue;
       }
-      const applied = this.core?.log.applied ?? 0;
+      const applied = this.appliedIndex;
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!;
         const index = outcome.index + i;
@@ -446,7 +452,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     }
   }
 
-  private settleReadStates(rd: Ready, core: Raft): void {
+  private settleReadStates(rd: Ready): void {
     for (const rs of rd.readStates) {
       const batch = this.readBatches.get(rs.requestId);
       if (batch === undefined) continue;
@@ -455,7 +461,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         for (const r of batch) if (!r.pending.settled) this.parkedReads.push(r);
         continue;
       }
-      if (rs.index <= core.log.applied) for (const r of batch) r.pending.resolve();
+      if (rs.index <= this.appliedIndex) for (const r of batch) r.pending.resolve();
       else this.waitingReads.push({ index: rs.index, reads: batch });
     }
   }

@@ -1,0 +1,379 @@
+import type { ApplyMeta, StateMachine } from "../state-machine.js";
+import type { KvCommand, KvResult } from "./commands.js";
+import { RaftError } from "../errors.js";
+
+/**
+ * The size limits of a {@link KvStateMachine}, in UTF-8 bytes.
+ * @public
+ */
+export interface KvLimits {
+  /** The largest key. Keys are never empty. */
+  readonly maxKeyBytes: number;
+  /** The largest value (and the largest `expected` of a `cas`). */
+  readonly maxValueBytes: number;
+}
+
+/**
+ * Options for {@link KvStateMachine}.
+ *
+ * The limits are part of the state machine's deterministic behaviour: every node of a
+ * cluster, and every restart that replays the log, must use the same values, or the
+ * nodes can diverge on a command that one accepts and another rejects.
+ * @public
+ */
+export interface KvStateMachineOptions {
+  /**
+   * The largest key, in UTF-8 bytes.
+   * @defaultValue 1024
+   */
+  readonly maxKeyBytes?: number;
+  /**
+   * The largest value, in UTF-8 bytes.
+   * @defaultValue 1048576 (1 MiB)
+   */
+  readonly maxValueBytes?: number;
+}
+
+/**
+ * The default {@link KvLimits}: 1024-byte keys, 1 MiB values.
+ * @public
+ */
+export const defaultKvLimits: KvLimits = Object.freeze({ maxKeyBytes: 1024, maxValueBytes: 1024 * 1024 });
+
+/**
+ * Options for {@link KvStateMachine.list}.
+ * @public
+ */
+export interface KvListOptions {
+  /** Only keys that start with this string. */
+  readonly prefix?: string;
+  /** Only keys strictly greater than this one: pass the last key of a page to get the next page. */
+  readonly after?: string;
+  /**
+   * At most this many entries.
+   * @defaultValue no limit
+   */
+  readonly limit?: number;
+}
+
+/**
+ * One key and its value, as {@link KvStateMachine.list} returns them.
+ * @public
+ */
+export interface KvEntry {
+  /** The key. */
+  readonly key: string;
+  /** Its value. */
+  readonly value: string;
+}
+
+/** Why a command is refused: `type` for a malformed one, `range` for one over the limits. */
+interface Problem {
+  readonly kind: "type" | "range";
+  readonly message: string;
+}
+
+/**
+ * Checks a command before it is proposed: throws a `TypeError` when it is malformed (not
+ * an object, unknown `op`, a key or value that is not a string) and a `RangeError` when it
+ * breaks `limits` (an empty or oversized key, an oversized value or `expected`).
+ *
+ * Call it before `propose()`: {@link KvStateMachine} applies the same checks, but a
+ * command refused there has already taken a log entry and only yields
+ * `{ ok: false, previous }`.
+ *
+ * @example
+ * ```ts
+ * validateKvCommand(cmd, { maxValueBytes: 64 * 1024 }); // throws before anything is proposed
+ * await node.propose(cmd);
+ * ```
+ * @public
+ */
+export function validateKvCommand(command: unknown, limits: Partial<KvLimits> = {}): asserts command is KvCommand {
+  const problem = findProblem(command, resolveLimits(limits));
+  if (problem === undefined) return;
+  throw problem.kind === "type" ? new TypeError(problem.message) : new RangeError(problem.message);
+}
+
+/**
+ * A replicated string-to-string map: the key-value state machine that ships with raftkit.
+ * Semantics per {@link KvCommand} and {@link KvResult}. Reads (`get`, `has`, `list`) see
+ * this node's applied state; they are linearizable only when the caller first waits for
+ * a read index (or proposes through the log).
+ *
+ * Limits are enforced at apply, identically on every node: a command that breaks them (or
+ * is malformed, e.g. after a codec change) changes nothing and yields
+ * `{ ok: false, previous }`, where `previous` is the key's current value (`null` when
+ * absent or when the key itself is unusable). It does not throw, because a throw in
+ * `apply` stops the node, and a committed bad command would then stop every node, on
+ * every restart. Use {@link validateKvCommand} before proposing to reject it early.
+ *
+ * Keys are kept in a sorted array beside a `Map`: reads and overwrites cost O(1), `list`
+ * costs O(log n + returned entries), and inserting or deleting a key costs O(log n) plus
+ * an O(n) array shift (a memmove, fast into the hundreds of thousands of keys; a B-tree
+ * would remove it for much larger maps). Key order is JavaScript's `<` on strings
+ * (UTF-16 code units), which is code-point order except for keys that differ by a
+ * character above U+FFFF against one in U+E000..U+FFFF.
+ *
+ * @example
+ * ```ts
+ * const kv = new KvStateMachine({ maxValueBytes: 64 * 1024 });
+ * const node = new RaftNode({ ...nodeOptions, stateMachine: kv });
+ * await node.propose({ op: "put", key: "user/1", value: "ada" });
+ * kv.get("user/1"); // "ada"
+ * kv.list({ prefix: "user/", limit: 10 }); // [{ key: "user/1", value: "ada" }]
+ * ```
+ * @public
+ */
+export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
+  /** The limits this machine enforces at apply. */
+  readonly limits: KvLimits;
+  private readonly values = new Map<string, string>();
+  // Invariant: sortedKeys holds exactly the keys of `values`, strictly ascending.
+  private sortedKeys: string[] = [];
+  // Invariant: strictly increasing across apply() calls (ApplyMeta contract).
+  private applied: { index: number; term: number } = { index: 0, term: 0 };
+
+  /**
+   * An empty map.
+   * @throws RangeError when a limit is not a non-negative integer (or `maxKeyBytes` is 0), naming it.
+   */
+  constructor(options: KvStateMachineOptions = {}) {
+    this.limits = Object.freeze(resolveLimits(options));
+  }
+
+  /** The index and term of the last applied entry (`{ index: 0, term: 0 }` before any). */
+  get lastApplied(): { readonly index: number; readonly term: number } {
+    return this.applied;
+  }
+
+  /** The number of keys. */
+  get size(): number {
+    return this.values.size;
+  }
+
+  /**
+   * Applies one committed command. Deterministic: the result depends only on the map and
+   * the command. Throws (stopping the node) only when `meta.index` does not increase,
+   * which means the driver applied an entry twice or out of order.
+   */
+  apply(command: KvCommand, meta: ApplyMeta): KvResult {
+    if (!(meta.index > this.applied.index)) {
+      throw new RaftError(
+        "INVALID_STATE",
+        `KvStateMachine.apply: index ${meta.index} does not follow the last applied index ${this.applied.index}`,
+      );
+    }
+    this.applied = { index: meta.index, term: meta.term };
+    if (findProblem(command, this.limits) !== undefined) {
+      const key = (command as { key?: unknown } | null)?.key;
+      return { ok: false, previous: typeof key === "string" ? (this.values.get(key) ?? null) : null };
+    }
+    const previous = this.values.get(command.key) ?? null;
+    switch (command.op) {
+      case "put":
+        this.write(command.key, command.value);
+        return { ok: true, previous };
+      case "delete":
+        this.write(command.key, null);
+        return { ok: previous !== null, previous };
+      case "cas": {
+        if (previous !== command.expected) return { ok: false, previous };
+        this.write(command.key, command.value);
+        return { ok: true, previous };
+      }
+    }
+  }
+
+  /** The value of `key`, or `undefined` when absent. */
+  get(key: string): string | undefined {
+    return this.values.get(key);
+  }
+
+  /** Whether `key` is present. */
+  has(key: string): boolean {
+    return this.values.has(key);
+  }
+
+  /**
+   * The entries in ascending key order, filtered by `prefix`, starting after `after`, at
+   * most `limit` of them. Costs O(log n + returned entries).
+   * @throws RangeError when `limit` is not a non-negative integer.
+   */
+  list(options: KvListOptions = {}): KvEntry[] {
+    const { prefix = "", after, limit = Infinity } = options;
+    if (limit !== Infinity && !(Number.isSafeInteger(limit) && limit >= 0)) {
+      throw new RangeError(`list: limit must be a non-negative integer, got ${String(limit)}`);
+    }
+    const keys = this.sortedKeys;
+    // Keys that start with `prefix` are contiguous from the first key >= prefix.
+    let i = lowerBound(keys, prefix);
+    if (after !== undefined) i = Math.max(i, upperBound(keys, after));
+    const out: KvEntry[] = [];
+    for (; i < keys.length && out.length < limit; i++) {
+      const key = keys[i]!;
+      if (!key.startsWith(prefix)) break;
+      out.push({ key, value: this.values.get(key)! });
+    }
+    return out;
+  }
+
+  /**
+   * The whole state (entries in key order and the last applied index and term) as bytes:
+   * UTF-8 JSON, identical on every node that applied the same entries.
+   */
+  snapshot(): Uint8Array {
+    const entries = this.sortedKeys.map((key) => [key, this.values.get(key)!]);
+    return new TextEncoder().encode(JSON.stringify({ version: 1, lastApplied: this.applied, entries }));
+  }
+
+  /**
+   * Replaces the whole state with one made by {@link KvStateMachine.snapshot}.
+   * @throws RaftError `CORRUPT` when `data` is not such a snapshot; the state is then unchanged.
+   */
+  restore(data: Uint8Array): void {
+    const parsed = parseSnapshot(data);
+    this.values.clear();
+    for (const [key, value] of parsed.entries) this.values.set(key, value);
+    this.sortedKeys = parsed.entries.map(([key]) => key);
+    this.applied = parsed.lastApplied;
+  }
+
+  private write(key: string, value: string | null): void {
+    const existed = this.values.has(key);
+    if (value === null) {
+      if (!existed) return;
+      this.values.delete(key);
+      this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 1);
+      return;
+    }
+    this.values.set(key, value);
+    if (!existed) this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 0, key);
+  }
+}
+
+function resolveLimits(options: Partial<KvLimits>): KvLimits {
+  const limits = {
+    maxKeyBytes: options.maxKeyBytes ?? defaultKvLimits.maxKeyBytes,
+    maxValueBytes: options.maxValueBytes ?? defaultKvLimits.maxValueBytes,
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`${name} must be a non-negative integer, got ${String(value)}`);
+    }
+  }
+  if (limits.maxKeyBytes < 1) throw new RangeError(`maxKeyBytes must be at least 1, got ${limits.maxKeyBytes}`);
+  return limits;
+}
+
+function findProblem(command: unknown, limits: KvLimits): Problem | undefined {
+  if (typeof command !== "object" || command === null) return typeProblem("a KV command must be an object");
+  const c = command as Record<string, unknown>;
+  if (c["op"] !== "put" && c["op"] !== "delete" && c["op"] !== "cas") {
+    return typeProblem(`unknown KV op ${JSON.stringify(c["op"])}; expected "put", "delete" or "cas"`);
+  }
+  const key = c["key"];
+  if (typeof key !== "string") return typeProblem(`${c["op"]}: key must be a string`);
+  if (key.length === 0) return { kind: "range", message: `${c["op"]}: key must not be empty` };
+  if (exceedsUtf8Bytes(key, limits.maxKeyBytes)) {
+    return { kind: "range", message: `${c["op"]}: key is ${utf8ByteLength(key)} bytes; maxKeyBytes is ${limits.maxKeyBytes}` };
+  }
+  const fields = c["op"] === "put" ? (["value"] as const) : c["op"] === "cas" ? (["expected", "value"] as const) : [];
+  for (const field of fields) {
+    const v = c[field];
+    const nullable = c["op"] === "cas";
+    if (typeof v !== "string" && !(nullable && v === null)) {
+      return typeProblem(`${c["op"]}: ${field} must be a string${nullable ? " or null" : ""}`);
+    }
+    if (typeof v === "string" && exceedsUtf8Bytes(v, limits.maxValueBytes)) {
+      return {
+        kind: "range",
+        message: `${c["op"]}: ${field} is ${utf8ByteLength(v)} bytes; maxValueBytes is ${limits.maxValueBytes}`,
+      };
+    }
+  }
+  return undefined;
+}
+
+function typeProblem(message: string): Problem {
+  return { kind: "type", message };
+}
+
+/** Whether `s` takes more than `max` bytes in UTF-8, without encoding it. */
+function exceedsUtf8Bytes(s: string, max: number): boolean {
+  // Each UTF-16 code unit takes 1 to 3 UTF-8 bytes (a surrogate pair: 4 for 2 units),
+  // so most strings are decided by their length alone.
+  if (s.length > max) return true;
+  if (s.length * 3 <= max) return false;
+  return utf8ByteLength(s) > max;
+}
+
+/** The UTF-8 length of `s` as TextEncoder encodes it (a lone surrogate becomes U+FFFD: 3 bytes). */
+function utf8ByteLength(s: string): number {
+  let bytes = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** The first index whose key is >= `key`. */
+function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The first index whose key is > `key`. */
+function upperBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+interface ParsedSnapshot {
+  readonly lastApplied: { index: number; term: number };
+  readonly entries: [string, string][];
+}
+
+function parseSnapshot(data: Uint8Array): ParsedSnapshot {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+  } catch (cause) {
+    throw new RaftError("CORRUPT", "KvStateMachine.restore: the snapshot is not UTF-8 JSON", { cause });
+  }
+  const corrupt = (why: string): RaftError => new RaftError("CORRUPT", `KvStateMachine.restore: ${why}`);
+  const s = parsed as { version?: unknown; lastApplied?: { index?: unknown; term?: unknown }; entries?: unknown };
+  if (typeof s !== "object" || s === null || s.version !== 1) throw corrupt("unknown snapshot version");
+  const index = s.lastApplied?.index;
+  const term = s.lastApplied?.term;
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(term)) throw corrupt("lastApplied is malformed");
+  if (!Array.isArray(s.entries)) throw corrupt("entries is not an array");
+  const entries = s.entries as unknown[];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || typeof e[1] !== "string") {
+      throw corrupt(`entry ${i} is not a [key, value] pair of strings`);
+    }
+    // The sorted-keys invariant is rebuilt from this order, so it must hold here.
+    if (i > 0 && !((entries[i - 1] as [string, string])[0] < e[0])) throw corrupt(`entries are not in ascending key order at ${i}`);
+  }
+  return { lastApplied: { index: index as number, term: term as number }, entries: entries as [string, string][] };
+}

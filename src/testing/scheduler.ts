@@ -1,0 +1,142 @@
+import type { Clock, TimerHandle } from "../node/clock.js";
+
+interface ScheduledEvent {
+  time: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * Virtual time for a simulation: a queue of events ordered by (time, insertion order).
+ * Nothing happens between events, so a run is as fast as its CPU work and exactly
+ * reproducible.
+ * @public
+ */
+export class Scheduler {
+  private heap: ScheduledEvent[] = [];
+  private seq = 0;
+  private nowMs = 0;
+
+  /** The current virtual time in milliseconds. */
+  get now(): number {
+    return this.nowMs;
+  }
+
+  /** Runs `fn` at virtual time `now + delayMs`. */
+  at(delayMs: number, fn: () => void): ScheduledEvent {
+    const ev: ScheduledEvent = { time: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, cancelled: false };
+    this.push(ev);
+    return ev;
+  }
+
+  /** The time of the next event, or undefined when none is left. */
+  peekTime(): number | undefined {
+    this.dropCancelled();
+    return this.heap[0]?.time;
+  }
+
+  /** Runs the next event, advancing time to it. Returns false when none is left. */
+  runNext(): boolean {
+    this.dropCancelled();
+    const ev = this.pop();
+    if (ev === undefined) return false;
+    this.nowMs = ev.time;
+    ev.fn();
+    return true;
+  }
+
+  /**
+   * A {@link Clock} for one node. Its timers die with it (`kill()`), as a process's do,
+   * and it may run fast or slow by `rate` (1: exact) to model clock drift.
+   */
+  clock(rate = 1): NodeClock {
+    return new NodeClock(this, rate);
+  }
+
+  private dropCancelled(): void {
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
+  }
+
+  private less(a: ScheduledEvent, b: ScheduledEvent): boolean {
+    return a.time < b.time || (a.time === b.time && a.seq < b.seq);
+  }
+
+  private push(ev: ScheduledEvent): void {
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+
+  private pop(): ScheduledEvent | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/**
+ * One simulated node's clock: virtual time scaled by a drift rate, with timers that stop
+ * for good when the node crashes.
+ * @public
+ */
+export class NodeClock implements Clock {
+  private alive = true;
+  private readonly timers = new Set<ScheduledEvent>();
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    /** Local milliseconds per virtual millisecond. */
+    readonly rate: number,
+  ) {}
+
+  now(): number {
+    return this.scheduler.now * this.rate;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    if (!this.alive) return undefined;
+    const ev = this.scheduler.at(ms / this.rate, () => {
+      this.timers.delete(ev);
+      if (this.alive) fn();
+    });
+    this.timers.add(ev);
+    return ev;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    const ev = handle as ScheduledEvent | undefined;
+    if (ev === undefined || !this.timers.has(ev)) return;
+    ev.cancelled = true;
+    this.timers.delete(ev);
+  }
+
+  /** Cancels every timer and ignores new ones: the process died. */
+  kill(): void {
+    this.alive = false;
+    for (const ev of this.timers) ev.cancelled = true;
+    this.timers.clear();
+  }
+}

@@ -1,0 +1,434 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { once } from "node:events";
+import { ClassicLevel } from "classic-level";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Entry } from "../src/core/messages.js";
+import { RaftError } from "../src/errors.js";
+import { LevelStorage } from "../src/storage/level-storage.js";
+import { decodeEntry, encodeEntry } from "../src/storage/entry-encoding.js";
+
+let dir: string;
+let location: string;
+const opened: LevelStorage[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "raftkit-level-"));
+  location = join(dir, "db");
+});
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const s of opened.splice(0)) await s.close().catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+});
+
+function storage(options: Partial<ConstructorParameters<typeof LevelStorage>[0]> = {}): LevelStorage {
+  const s = new LevelStorage({ location, nodeId: "n1", ...options });
+  opened.push(s);
+  return s;
+}
+
+function entry(index: number, term = 1, size = 8): Entry {
+  return { index, term, type: "command", data: new Uint8Array(size).fill(index & 0xff) };
+}
+
+function entries(from: number, to: number, term = 1): Entry[] {
+  const out: Entry[] = [];
+  for (let i = from; i <= to; i++) out.push(entry(i, term));
+  return out;
+}
+
+/** The "e" + big-endian u64 key that LevelStorage stores entry `index` under. */
+function entryKey(index: number): Uint8Array {
+  const key = new Uint8Array(9);
+  key[0] = 0x65;
+  new DataView(key.buffer).setBigUint64(1, BigInt(index));
+  return key;
+}
+
+/** Opens the store's LevelDB directly, runs `body`, closes it. */
+async function raw(body: (db: ClassicLevel<Uint8Array, Uint8Array>) => Promise<void>): Promise<void> {
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: "view", valueEncoding: "view" });
+  await db.open();
+  try {
+    await body(db);
+  } finally {
+    await db.close();
+  }
+}
+
+async function rawKeys(): Promise<string[]> {
+  let keys: string[] = [];
+  await raw(async (db) => {
+    keys = (await db.keys().all()).map((k) => Buffer.from(k).toString("hex"));
+  });
+  return keys;
+}
+
+/** A fresh store for node n1 holding entries 1..3 and a hard state, closed again. */
+async function seed(): Promise<void> {
+  const s = storage();
+  await s.load();
+  await s.save({ hardState: { term: 1, vote: "n1", commit: 2 }, entries: entries(1, 3) });
+  await s.close();
+}
+
+async function failure(promise: Promise<unknown>): Promise<RaftError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(RaftError);
+  return err as RaftError;
+}
+
+describe("LevelStorage options", () => {
+  it("rejects bad options with TypeError/RangeError naming the option", () => {
+    expect(() => new LevelStorage({ location: "", nodeId: "n1" })).toThrow(TypeError);
+    expect(() => new LevelStorage({ location: "", nodeId: "n1" })).toThrow(/location/);
+    expect(() => new LevelStorage({ location: "x", nodeId: "" })).toThrow(/nodeId/);
+    expect(() => new LevelStorage({ location: "x", nodeId: 7 as unknown as string })).toThrow(TypeError);
+    expect(() => new LevelStorage({ location: "x", nodeId: "n1", clusterId: "" })).toThrow(/clusterId/);
+    expect(() => new LevelStorage({ location: "x", nodeId: "x".repeat(70_000) })).toThrow(RangeError);
+    expect(() => new LevelStorage({ location: "x", nodeId: "n1", sync: "yes" as unknown as boolean })).toThrow(/sync/);
+    expect(() => new LevelStorage({ location: "x", nodeId: "n1", logger: {} as never })).toThrow(/logger/);
+    expect(() => new LevelStorage(undefined as never)).toThrow(TypeError);
+  });
+
+  it("declares itself durable only when writes are synced", () => {
+    expect(new LevelStorage({ location: "x", nodeId: "n1" }).capabilities.durable).toBe(true);
+    expect(new LevelStorage({ location: "x", nodeId: "n1", sync: false }).capabilities.durable).toBe(false);
+  });
+});
+
+describe("LevelStorage identity", () => {
+  it("refuses a store that belongs to another node or cluster, and writes nothing", async () => {
+    await seed();
+    const before = await rawKeys();
+    const other = await failure(storage({ nodeId: "n2" }).load());
+    expect(other.code).toBe("STORAGE");
+    expect(other.message).toMatch(/"n1".*not node "n2"/);
+    const cluster = await failure(storage({ clusterId: "blue" }).load());
+    expect(cluster.code).toBe("STORAGE");
+    expect(cluster.message).toMatch(/cluster "default".*cluster "blue"/);
+    expect(await rawKeys()).toEqual(before);
+    // The rightful owner still opens it, and its directory was released by the failed loads.
+    const state = await storage().load();
+    expect(state.entries.map((e) => e.index)).toEqual([1, 2, 3]);
+    expect(state.hardState).toEqual({ term: 1, vote: "n1", commit: 2 });
+  });
+
+  it("refuses a LevelDB database that is not a raftkit store, and writes nothing", async () => {
+    const db = new ClassicLevel<string, string>(location);
+    await db.open();
+    await db.put("user-key", "user-value");
+    await db.close();
+    const err = await failure(storage().load());
+    expect(err.code).toBe("STORAGE");
+    expect(err.message).toMatch(/not a raftkit store/);
+    expect(await rawKeys()).toEqual([Buffer.from("user-key").toString("hex")]);
+  });
+
+  it("refuses a non-empty directory that is not a LevelDB database, before LevelDB touches it", async () => {
+    await writeFile(join(dir, "notes.txt"), "mine");
+    const s = new LevelStorage({ location: dir, nodeId: "n1" });
+    opened.push(s);
+    const err = await failure(s.load());
+    expect(err.code).toBe("STORAGE");
+    expect(await readdir(dir)).toEqual(["notes.txt"]);
+  });
+
+  it("refuses an identity record with another magic (STORAGE) and a truncated one (CORRUPT)", async () => {
+    await seed();
+    await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("SOMEONE ELSE")));
+    expect((await failure(storage().load())).code).toBe("STORAGE");
+    await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("RAFTKIT\x01\x00\x09n1")));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+    await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("RAFTKIT\x07")));
+    const newer = await failure(storage().load());
+    expect(newer.code).toBe("STORAGE");
+    expect(newer.message).toMatch(/format version 7/);
+  });
+});
+
+describe("LevelStorage corruption", () => {
+  it("fails with CORRUPT on garbage under an entry key", async () => {
+    await seed();
+    await raw((db) => db.put(entryKey(2), Uint8Array.of(0xde, 0xad, 0xbe, 0xef)));
+    const err = await failure(storage().load());
+    expect(err.code).toBe("CORRUPT");
+    expect(err.message).toMatch(/entry 2/);
+  });
+
+  it("fails with CORRUPT on a well-formed entry stored under the wrong index", async () => {
+    await seed();
+    await raw((db) => db.put(entryKey(2), encodeEntry(entry(3))));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+  });
+
+  it("fails with CORRUPT on a gap in the log", async () => {
+    await seed();
+    await raw((db) => db.del(entryKey(2)));
+    const err = await failure(storage().load());
+    expect(err.code).toBe("CORRUPT");
+    expect(err.message).toMatch(/gap/);
+  });
+
+  it("fails with CORRUPT on a malformed entry key, hard state or first index", async () => {
+    await seed();
+    await raw((db) => db.put(Uint8Array.of(0x65, 1, 2), encodeEntry(entry(1))));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+    await raw((db) => db.del(Uint8Array.of(0x65, 1, 2)));
+    await raw((db) => db.put(Uint8Array.of(0x68), Uint8Array.of(1, 0, 0)));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+    await raw((db) => db.del(Uint8Array.of(0x68)));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+  });
+
+  it("fails with CORRUPT on a bad first-index record", async () => {
+    await seed();
+    await raw((db) => db.put(Uint8Array.of(0x66), Uint8Array.of(0, 0, 0)));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+  });
+});
+
+describe("LevelStorage lock", () => {
+  it("fails the second opener in this process with a STORAGE error about the lock", async () => {
+    const first = storage();
+    await first.load();
+    await first.save({ entries: entries(1, 2) });
+    const err = await failure(storage().load());
+    expect(err.code).toBe("STORAGE");
+    expect(err.message).toMatch(/lock/i);
+    // The first opener is unharmed.
+    await first.save({ entries: entries(3, 3) });
+    await first.close();
+    expect((await storage().load()).entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+
+  it("fails while another process holds the store", async () => {
+    await seed();
+    const child = holdInChildProcess(location);
+    try {
+      await waitForLine(child, "open");
+      const err = await failure(storage().load());
+      expect(err.code).toBe("STORAGE");
+      expect(err.message).toMatch(/lock/i);
+    } finally {
+      child.stdin?.end();
+      await once(child, "exit");
+    }
+    expect((await storage().load()).entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+});
+
+describe("LevelStorage lifecycle", () => {
+  it("rejects a save before load with STOPPED and a second load with INVALID_STATE", async () => {
+    const s = storage();
+    expect((await failure(s.save({ entries: [entry(1)] }))).code).toBe("STOPPED");
+    await s.load();
+    expect((await failure(s.load())).code).toBe("INVALID_STATE");
+  });
+
+  it("opens again with load() after close(), as a restart in the same process", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 2) });
+    await s.close();
+    expect((await s.load()).entries.map((e) => e.index)).toEqual([1, 2]);
+    await s.save({ entries: entries(3, 3) });
+    await s.close();
+    expect((await storage().load()).entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+
+  it("rejects a batch whose entries are not contiguous, writing none of it", async () => {
+    const s = storage();
+    await s.load();
+    const err = await failure(s.save({ hardState: { term: 5, vote: null, commit: 0 }, entries: [entry(1), entry(3)] }));
+    expect(err.code).toBe("STORAGE");
+    await s.close();
+    const state = await storage().load();
+    expect(state.entries).toEqual([]);
+    expect(state.hardState.term).toBe(0);
+  });
+
+  it("fails every save after a failed write, since what is on disk is then unknown", async () => {
+    const s = storage();
+    await s.load();
+    const batch = ClassicLevel.prototype.batch;
+    vi.spyOn(ClassicLevel.prototype, "batch").mockImplementationOnce(function (this: ClassicLevel) {
+      const chained = batch.call(this);
+      chained.write = () => Promise.reject(new Error("disk on fire"));
+      return chained;
+    } as typeof batch);
+    const err = await failure(s.save({ entries: [entry(1)] }));
+    expect(err.code).toBe("STORAGE");
+    expect((err.cause as Error).message).toBe("disk on fire");
+    expect((await failure(s.save({ entries: [entry(1)] }))).code).toBe("STORAGE");
+  });
+});
+
+describe("LevelStorage group commit", () => {
+  it("merges concurrent saves into fewer LevelDB batches, each save resolving when durable", async () => {
+    const s = storage();
+    await s.load();
+    // Count the LevelDB batches independently of LevelStorage's own counter, by wrapping
+    // classic-level: every batch it writes, and the options each write gets.
+    const batch = ClassicLevel.prototype.batch;
+    const writes: unknown[] = [];
+    vi.spyOn(ClassicLevel.prototype, "batch").mockImplementation(function (this: ClassicLevel, ...args: unknown[]) {
+      if (args.length > 0) throw new Error("LevelStorage is expected to use chained batches");
+      const chained = batch.call(this);
+      const write = chained.write.bind(chained) as (options?: unknown) => Promise<void>;
+      chained.write = ((options?: unknown) => {
+        writes.push(options);
+        return write(options);
+      }) as typeof chained.write;
+      return chained;
+    } as typeof batch);
+    const n = 1000;
+    const saves: Promise<void>[] = [];
+    for (let i = 1; i <= n; i++) saves.push(s.save({ hardState: { term: 1, vote: null, commit: i - 1 }, entries: [entry(i, 1, 100)] }));
+    await Promise.all(saves);
+    expect(s.stats.saves).toBe(n);
+    expect(s.stats.batches).toBe(writes.length);
+    expect(writes.length).toBeLessThan(n);
+    expect(writes.length).toBeGreaterThanOrEqual(1);
+    for (const options of writes) expect(options).toEqual({ sync: true });
+    await s.close();
+    const state = await storage().load();
+    expect(state.entries.length).toBe(n);
+    expect(state.hardState.commit).toBe(n - 1);
+  });
+
+  it("merges saves that arrive while a write is in flight into the next batch", async () => {
+    const s = storage();
+    await s.load();
+    // Hold the first LevelDB write until released, so the later saves surely find it in flight.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const batch = ClassicLevel.prototype.batch;
+    vi.spyOn(ClassicLevel.prototype, "batch").mockImplementationOnce(function (this: ClassicLevel) {
+      const chained = batch.call(this);
+      const write = chained.write.bind(chained) as (options?: unknown) => Promise<void>;
+      chained.write = ((options?: unknown) => gate.then(() => write(options))) as typeof chained.write;
+      return chained;
+    } as typeof batch);
+    const first = s.save({ entries: [entry(1)] });
+    while (s.stats.batches === 0) await new Promise((resolve) => setImmediate(resolve));
+    const later: Promise<void>[] = [];
+    for (let i = 2; i <= 50; i++) later.push(s.save({ entries: [entry(i)] }));
+    later.push(s.save({ entries: entries(30, 31, 2) })); // truncates 32..50 within the merged group
+    let firstDone = false;
+    void first.then(() => (firstDone = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(firstDone).toBe(false);
+    expect(s.stats.batches).toBe(1);
+    release();
+    await Promise.all([first, ...later]);
+    expect(s.stats).toEqual({ saves: 51, batches: 2 });
+    await s.close();
+    const state = await storage().load();
+    expect(state.entries.map((e) => [e.index, e.term])).toEqual([
+      ...Array.from({ length: 29 }, (_, k) => [k + 1, 1]),
+      [30, 2],
+      [31, 2],
+    ]);
+  });
+});
+
+describe("entry encoding", () => {
+  const samples: Entry[] = [
+    { index: 1, term: 0, type: "noop", data: new Uint8Array(0) },
+    { index: 2, term: 1, type: "command", data: Uint8Array.of(1, 2, 3) },
+    { index: 3, term: 7, type: "config", data: new TextEncoder().encode('{"voters":["a"]}') },
+    { index: Number.MAX_SAFE_INTEGER, term: Number.MAX_SAFE_INTEGER, type: "command", data: new Uint8Array(70_000).fill(9) },
+    { index: 2 ** 32 + 5, term: 2 ** 32 - 1, type: "command", data: Uint8Array.of(0) },
+  ];
+
+  const hex = (e: Entry) => ({ ...e, data: Buffer.from(e.data).toString("hex") });
+
+  it("round-trips every type, empty data and the largest safe integers", () => {
+    for (const e of samples) expect(hex(decodeEntry(encodeEntry(e)))).toEqual(hex(e));
+  });
+
+  it("decodes from a view into a larger buffer (as LevelDB hands values back)", () => {
+    const encoded = encodeEntry(samples[1]!);
+    const big = Buffer.alloc(encoded.byteLength + 10, 0xff);
+    big.set(encoded, 5);
+    const decoded = decodeEntry(big.subarray(5, 5 + encoded.byteLength));
+    expect(decoded).toEqual(samples[1]);
+    expect(decoded.data.constructor).toBe(Uint8Array);
+  });
+
+  it("starts with the format version byte, then the type", () => {
+    const encoded = encodeEntry(samples[1]!);
+    expect(encoded[0]).toBe(1);
+    expect(encoded[1]).toBe(1);
+    expect(encoded.byteLength).toBe(22 + 3);
+  });
+
+  it("rejects every truncation and any padding with CORRUPT", () => {
+    const encoded = encodeEntry(samples[2]!);
+    for (let n = 0; n < encoded.byteLength; n++) {
+      expect(() => decodeEntry(encoded.subarray(0, n)), `length ${n}`).toThrow(expect.objectContaining({ code: "CORRUPT" }));
+    }
+    const padded = new Uint8Array(encoded.byteLength + 1);
+    padded.set(encoded);
+    expect(() => decodeEntry(padded)).toThrow(expect.objectContaining({ code: "CORRUPT" }));
+  });
+
+  it("rejects unknown versions and types, and out-of-range numbers, with CORRUPT", () => {
+    const mutate = (at: number, value: number): Uint8Array => {
+      const bytes = encodeEntry(samples[1]!);
+      bytes[at] = value;
+      return bytes;
+    };
+    const corrupt = expect.objectContaining({ name: "RaftError", code: "CORRUPT" });
+    expect(() => decodeEntry(mutate(0, 0))).toThrow(corrupt);
+    expect(() => decodeEntry(mutate(0, 2))).toThrow(corrupt);
+    expect(() => decodeEntry(mutate(1, 0))).toThrow(corrupt);
+    expect(() => decodeEntry(mutate(1, 4))).toThrow(corrupt);
+    expect(() => decodeEntry(mutate(2, 0x00_20))).toThrow(corrupt); // term >= 2^53
+    expect(() => decodeEntry(mutate(10, 0x00_20))).toThrow(corrupt); // index >= 2^53
+    const zeroIndex = encodeEntry(samples[1]!);
+    zeroIndex.fill(0, 10, 18);
+    expect(() => decodeEntry(zeroIndex)).toThrow(corrupt);
+  });
+
+  it("refuses to encode malformed entries with TypeError/RangeError", () => {
+    const base = samples[1]!;
+    expect(() => encodeEntry({ ...base, type: "toString" as never })).toThrow(TypeError);
+    expect(() => encodeEntry({ ...base, index: 0 })).toThrow(RangeError);
+    expect(() => encodeEntry({ ...base, index: 1.5 })).toThrow(RangeError);
+    expect(() => encodeEntry({ ...base, term: -1 })).toThrow(RangeError);
+    expect(() => encodeEntry({ ...base, data: "x" as never })).toThrow(TypeError);
+  });
+});
+
+/** A child process that opens the LevelDB at `location` and holds it until its stdin closes. */
+function holdInChildProcess(location: string): ChildProcess {
+  const script = `
+    import { ClassicLevel } from "classic-level";
+    const db = new ClassicLevel(process.argv[1]);
+    await db.open();
+    process.stdout.write("open\\n");
+    process.stdin.resume();
+    process.stdin.on("end", async () => { await db.close(); process.exit(0); });
+  `;
+  return spawn(process.execPath, ["--input-type=module", "-e", script, location], {
+    cwd: process.cwd(),
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+}
+
+async function waitForLine(child: ChildProcess, line: string): Promise<void> {
+  let seen = "";
+  for await (const chunk of child.stdout!) {
+    seen += String(chunk);
+    if (seen.includes(line)) return;
+  }
+  throw new Error(`child exited before printing ${line}`);
+}
