@@ -20,6 +20,7 @@ export type {
   HeartbeatResponseMessage,
   InstallSnapshotMessage,
   Message,
+  MessageBase,
   MessageType,
   NodeId,
   ProposeMessage,

@@ -77,9 +77,14 @@ export interface SnapshotMeta {
   readonly config: ClusterConfig;
 }
 
-/** Fields every message has. */
-interface MessageBase {
+/**
+ * Fields every message has.
+ * @public
+ */
+export interface MessageBase {
+  /** The sender. */
   readonly from: NodeId;
+  /** The recipient. */
   readonly to: NodeId;
   /** The sender's current term (Raft §5.1: every RPC carries it). */
   readonly term: number;

@@ -1,5 +1,5 @@
 /**
- * A command for {@link KvStateMachine}.
+ * A command for `KvStateMachine`.
  * - `put`: set `key` to `value`.
  * - `delete`: remove `key`.
  * - `cas`: compare-and-set; when the current value equals `expected` (`null`: absent),

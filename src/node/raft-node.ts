@@ -5,6 +5,7 @@ import { Raft, type ProposalItem } from "../core/raft.js";
 import type { Ready } from "../core/ready.js";
 import { RaftError } from "../errors.js";
 import type { TimerHandle } from "./clock.js";
+import { coreOfNode } from "./internal.js";
 import type { RaftNodeEvents, RaftRole } from "./events.js";
 import { resolveOptions, type RaftNodeOptions, type ResolvedOptions } from "./options.js";
 import { PendingRequest, timeoutOf, type RequestOptions } from "./proposals.js";
@@ -154,6 +155,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       },
       { hardState: stored.hardState, entries: stored.entries, firstIndex: stored.firstIndex, config: votersConfig(o.peers) },
     );
+    coreOfNode.set(this, this.core);
     this.observed = { role: "follower", leader: null, term: this.core.term, commit: this.core.log.committed };
     this.appliedIndex = this.core.log.applied;
     await o.transport.start((m) => this.receive(m));
@@ -250,11 +252,6 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     if (this.core === null || this.state !== "running") return;
     this.core.campaignNow();
     this.scheduleLoop();
-  }
-
-  /** @internal The protocol core, for the simulator's safety checks. */
-  get internalCore(): Raft | null {
-    return this.core;
   }
 
   // ---------------------------------------------------------------- inputs
@@ -373,7 +370,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     });
   }
 
-  /** Handles Ready after Ready, in the order {@link Ready} documents, until the core is idle. */
+  /** Handles Ready after Ready, in the order `Ready` documents, until the core is idle. */
 
   private async runLoop(): Promise<void> {
     if (this.loopRunning) return;

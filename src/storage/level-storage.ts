@@ -56,8 +56,8 @@ export interface LevelStorageOptions {
 }
 
 /**
- * Counters of a {@link LevelStorage}, for tests and benchmarks.
- * @internal
+ * Counters of a {@link LevelStorage}: how often it wrote and synced, for monitoring and benchmarks.
+ * @public
  */
 export interface LevelStorageStats {
   /** `save()` calls that were written (or failed) as part of a batch. */
@@ -165,7 +165,7 @@ export class LevelStorage implements RaftStorage {
 
   /**
    * Counters for tests and benchmarks.
-   * @internal
+   * @public
    */
   get stats(): LevelStorageStats {
     return { saves: this.saveCount, batches: this.batchCount };

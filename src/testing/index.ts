@@ -1,7 +1,17 @@
 // The public API of raftkit/testing: explicit named re-exports only.
 
+// Types of the main entry point that this one's signatures use, re-exported so that
+// users of raftkit/testing can name them from one import.
+export type { Clock, TimerHandle } from "../node/clock.js";
+export type { Entry, HardState, Message, NodeId } from "../core/messages.js";
+export type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+export type { MessageHandler, Transport } from "../transport/transport.js";
+export type { ApplyMeta, StateMachine } from "../state-machine.js";
+export type { KvCommand, KvResult } from "../kv/commands.js";
+
 export { Prng } from "./prng.js";
 export { Scheduler, NodeClock } from "./scheduler.js";
+export type { ScheduledEvent } from "./scheduler.js";
 export { SimNetwork, RELIABLE_NETWORK } from "./sim-network.js";
 export type { NetworkFaults, NetworkStats } from "./sim-network.js";
 export { SimDisk, SimStorage } from "./sim-storage.js";

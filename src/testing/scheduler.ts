@@ -1,9 +1,17 @@
 import type { Clock, TimerHandle } from "../node/clock.js";
 
-interface ScheduledEvent {
-  time: number;
-  seq: number;
-  fn: () => void;
+/**
+ * An event in a {@link Scheduler}'s queue.
+ * @public
+ */
+export interface ScheduledEvent {
+  /** When it runs, in virtual milliseconds. */
+  readonly time: number;
+  /** Tie-breaker: events at one time run in the order they were scheduled. */
+  readonly seq: number;
+  /** What runs. */
+  readonly fn: () => void;
+  /** Set to skip the event. */
   cancelled: boolean;
 }
 

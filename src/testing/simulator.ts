@@ -1,5 +1,6 @@
 import type { NodeId } from "../core/messages.js";
 import { isRaftError } from "../errors.js";
+import { coreOfNode } from "../node/internal.js";
 import { RaftNode } from "../node/raft-node.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
 import { Prng } from "./prng.js";
@@ -105,7 +106,10 @@ export interface SimulationResult {
   };
 }
 
-/** Draws the knobs of a run from its seed. */
+/**
+ * Draws the knobs of a run from its seed's generator.
+ * @public
+ */
 export function drawKnobs(rng: Prng): SimulationKnobs {
   const maxDelay = rng.pick([2, 5, 10, 30]);
   // One entry per message is a stress setting; paired with a heavy load it makes a
@@ -157,7 +161,7 @@ class RegisterMap implements StateMachine<{ key: string; value: number }, number
 }
 
 /**
- * Runs a whole cluster of {@link RaftNode}s in one process, in virtual time, under a
+ * Runs a whole cluster of RaftNodes in one process, in virtual time, under a
  * seeded schedule of faults: message loss, delay, reordering and duplication, symmetric
  * and one-way partitions, and crash-restarts (durable storage survives, memory does not,
  * unfinished writes are lost). Clients propose and read throughout.
@@ -470,7 +474,7 @@ class Simulation<Cmd, Result> {
   private checkAll(): void {
     for (const id of this.ids) {
       const inc = this.incarnations.get(id);
-      const core = inc?.alive ? inc.node.internalCore : null;
+      const core = inc?.alive ? coreOfNode.get(inc.node) : null;
       if (core) this.guard(() => this.checker.check(id, core));
     }
   }
@@ -493,7 +497,7 @@ class Simulation<Cmd, Result> {
     return this.ids
       .map((id) => {
         const inc = this.incarnations.get(id);
-        const c = inc?.node.internalCore;
+        const c = inc ? coreOfNode.get(inc.node) : undefined;
         if (!inc?.alive || !c) return `${id}: down`;
         const peers = inc.node.status().peers.map((p) => `${p.id}:${p.state}/m${p.matchIndex}/n${p.nextIndex}`).join(",");
         return `${id}: ${c.role} t${c.term} leader=${c.leader} last=${c.log.lastIndex()} commit=${c.log.committed} applied=${inc.node.status().appliedIndex}${peers ? ` [${peers}]` : ""}`;
@@ -509,7 +513,7 @@ class Simulation<Cmd, Result> {
     let maxTerm = 0;
     let commitIndex = 0;
     for (const inc of this.incarnations.values()) {
-      const c = inc.node.internalCore;
+      const c = coreOfNode.get(inc.node);
       if (c) {
         maxTerm = Math.max(maxTerm, c.term);
         commitIndex = Math.max(commitIndex, c.log.committed);
