@@ -19,6 +19,7 @@ export type {
   HeartbeatMessage,
   HeartbeatResponseMessage,
   InstallSnapshotMessage,
+  InstallSnapshotResponseMessage,
   Message,
   MessageBase,
   MessageType,
@@ -34,6 +35,7 @@ export type {
 } from "./core/messages.js";
 
 export { RaftNode } from "./node/raft-node.js";
+export type { MembershipChange } from "./core/membership.js";
 export type { PeerStatus, RaftStatus } from "./node/raft-node.js";
 export type { RaftNodeOptions } from "./node/options.js";
 export type { RequestOptions } from "./node/proposals.js";
@@ -41,7 +43,7 @@ export type { RaftNodeEvents, RaftRole } from "./node/events.js";
 export { systemClock } from "./node/clock.js";
 export type { Clock, TimerHandle } from "./node/clock.js";
 
-export type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "./storage/storage.js";
+export type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "./storage/storage.js";
 export { MemoryStorage } from "./storage/memory-storage.js";
 export { LevelStorage } from "./storage/level-storage.js";
 export type { LevelStorageOptions, LevelStorageStats } from "./storage/level-storage.js";
@@ -49,6 +51,10 @@ export type { MemoryStorageOptions } from "./storage/memory-storage.js";
 
 export type { MessageHandler, Transport } from "./transport/transport.js";
 export { MemoryNetwork } from "./transport/memory-transport.js";
+export { TcpTransport } from "./transport/tcp-transport.js";
+export type { TcpTransportOptions, TcpTlsOptions, TcpTransportStats } from "./transport/tcp-transport.js";
+export { encodeMessage, decodeMessage, MAX_NODE_ID_BYTES } from "./transport/wire-codec.js";
+export { PROTOCOL_VERSION } from "./transport/frame.js";
 
 export type { KvCommand, KvResult } from "./kv/commands.js";
 export { KvStateMachine, validateKvCommand, defaultKvLimits } from "./kv/kv-state-machine.js";

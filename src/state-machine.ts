@@ -31,4 +31,17 @@ export interface StateMachine<Cmd, Result> {
    * rejection) is a broken invariant: the node stops.
    */
   apply(command: Cmd, meta: ApplyMeta): Result | Promise<Result>;
+
+  /**
+   * Serialises the whole state, as it is after the last applied command. Needed for log
+   * compaction and for catching up followers that are far behind; without it the log
+   * grows forever. The node applies nothing else until the returned promise settles.
+   */
+  snapshot?(): Uint8Array | Promise<Uint8Array>;
+
+  /**
+   * Replaces the whole state with one serialised by {@link StateMachine.snapshot} (on
+   * this node or another). Must leave the state unchanged when it throws.
+   */
+  restore?(data: Uint8Array): void | Promise<void>;
 }

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { ClassicLevel } from "classic-level";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Entry } from "../src/core/messages.js";
+import type { Snapshot } from "../src/storage/storage.js";
 import { RaftError } from "../src/errors.js";
 import { LevelStorage } from "../src/storage/level-storage.js";
 import { decodeEntry, encodeEntry } from "../src/storage/entry-encoding.js";
@@ -144,8 +145,13 @@ describe("LevelStorage identity", () => {
     await seed();
     await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("SOMEONE ELSE")));
     expect((await failure(storage().load())).code).toBe("STORAGE");
-    await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("RAFTKIT\x01\x00\x09n1")));
+    await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("RAFTKIT\x02\x00\x09n1")));
     expect((await failure(storage().load())).code).toBe("CORRUPT");
+    // Format 1 (before snapshots) never shipped: refused by its version, not misread.
+    await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("RAFTKIT\x01\x00\x02n1\x00\x07default")));
+    const older = await failure(storage().load());
+    expect(older.code).toBe("STORAGE");
+    expect(older.message).toMatch(/format version 1; this raftkit reads version 2/);
     await raw((db) => db.put(Uint8Array.of(0x6d), new TextEncoder().encode("RAFTKIT\x07")));
     const newer = await failure(storage().load());
     expect(newer.code).toBe("STORAGE");
@@ -191,6 +197,172 @@ describe("LevelStorage corruption", () => {
     await seed();
     await raw((db) => db.put(Uint8Array.of(0x66), Uint8Array.of(0, 0, 0)));
     expect((await failure(storage().load())).code).toBe("CORRUPT");
+  });
+});
+
+describe("LevelStorage snapshot files", () => {
+  const snapshot = (index: number, term: number, length: number, fill: number): Snapshot => ({
+    meta: { index, term, config: { voters: ["n1", "n2", "n3"], learners: [], outgoingVoters: [] } },
+    data: new Uint8Array(length).fill(fill),
+  });
+  const snapshotFiles = async (): Promise<string[]> => (await readdir(location)).filter((n) => n.startsWith("snapshot-")).sort();
+
+  /** A store with entries 1..10 compacted to 5 under a 64 KiB snapshot at 6, closed again. */
+  async function compacted(): Promise<Snapshot> {
+    const s = storage();
+    await s.load();
+    await s.save({ hardState: { term: 1, vote: "n1", commit: 8 }, entries: entries(1, 10) });
+    const snap = snapshot(6, 1, 65_536, 0xab);
+    await s.compact(snap, 5, 1);
+    await s.close();
+    return snap;
+  }
+
+  it("keeps the data in one file beside LevelDB, with only metadata in LevelDB, and removes replaced files", async () => {
+    const snap = await compacted();
+    const files = await snapshotFiles();
+    expect(files).toEqual(["snapshot-0000000000000001.snap"]);
+    expect(Buffer.from(await readFile(join(location, files[0]!))).equals(Buffer.from(snap.data))).toBe(true);
+    let recordBytes = 0;
+    await raw(async (db) => {
+      recordBytes = (await db.get(Uint8Array.of(0x73)))!.byteLength;
+      expect(await db.get(entryKey(5))).toBeUndefined();
+      expect(await db.get(entryKey(6))).toBeDefined();
+    });
+    expect(recordBytes).toBeLessThan(200);
+    // A newer snapshot gets a new file; the old one goes once the new record is committed.
+    const s = storage();
+    await s.load();
+    await s.compact(snapshot(8, 1, 10, 1), 8, 1);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000002.snap"]);
+    await s.save({ snapshot: snapshot(20, 2, 10, 2) });
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000003.snap"]);
+    await s.close();
+    const state = await storage().load();
+    expect(state.snapshot?.meta.index).toBe(20);
+    expect([state.firstIndex, state.compactedTerm]).toEqual([21, 2]);
+  });
+
+  it("fails with CORRUPT when a byte of the snapshot file is flipped", async () => {
+    await compacted();
+    const [file] = await snapshotFiles();
+    const path = join(location, file!);
+    const bytes = await readFile(path);
+    bytes[40_000] = bytes[40_000]! ^ 0x01;
+    await writeFile(path, bytes);
+    const err = await failure(storage().load());
+    expect(err.code).toBe("CORRUPT");
+    expect(err.message).toMatch(/SHA-256/);
+  });
+
+  it("fails with CORRUPT when the snapshot file is truncated, extended or missing", async () => {
+    await compacted();
+    const [file] = await snapshotFiles();
+    const path = join(location, file!);
+    const bytes = await readFile(path);
+    await writeFile(path, bytes.subarray(0, bytes.byteLength - 1));
+    expect((await failure(storage().load())).message).toMatch(/65535 bytes; its record says 65536/);
+    await writeFile(path, Buffer.concat([bytes, Buffer.of(0xab)]));
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+    await rm(path);
+    const missing = await failure(storage().load());
+    expect(missing.code).toBe("CORRUPT");
+    expect(missing.message).toMatch(/missing/);
+    // The failed loads removed nothing: putting the file back heals the store.
+    await writeFile(path, bytes);
+    expect((await storage().load()).snapshot?.data.byteLength).toBe(65_536);
+  });
+
+  it("fails with CORRUPT on a malformed snapshot record, one naming a path, or a moved log start without a snapshot", async () => {
+    await compacted();
+    let good: Uint8Array | undefined;
+    await raw(async (db) => {
+      good = await db.get(Uint8Array.of(0x73));
+      await db.put(Uint8Array.of(0x73), good!.subarray(0, good!.byteLength - 1));
+    });
+    expect((await failure(storage().load())).code).toBe("CORRUPT");
+    // The file name field, rewritten to point outside the store (same length, so the record still parses).
+    const name = new TextEncoder().encode("snapshot-0000000000000001.snap");
+    const evil = new TextEncoder().encode("../../../../../../../etc/passwd");
+    const at = Buffer.from(good!).indexOf(Buffer.from(name));
+    expect(at).toBeGreaterThan(0);
+    const tampered = Uint8Array.from(good!);
+    tampered.set(evil.subarray(0, name.byteLength), at);
+    await raw((db) => db.put(Uint8Array.of(0x73), tampered));
+    const pathErr = await failure(storage().load());
+    expect(pathErr.code).toBe("CORRUPT");
+    expect(pathErr.message).toMatch(/not a snapshot file name/);
+    await raw((db) => db.del(Uint8Array.of(0x73)));
+    const noSnap = await failure(storage().load());
+    expect(noSnap.code).toBe("CORRUPT");
+    expect(noSnap.message).toMatch(/no snapshot record/);
+  });
+
+  it("tolerates and removes crash leftovers: a stray temp file and an uncommitted snapshot file", async () => {
+    const snap = await compacted();
+    // What a crash leaves: a half-written temp file, and a renamed file whose batch never committed.
+    await writeFile(join(location, "snapshot-0000000000000002.snap.tmp"), "half a snapsh");
+    await writeFile(join(location, "snapshot-0000000000000003.snap"), new Uint8Array(100).fill(3));
+    const s = storage();
+    const state = await s.load();
+    expect(state.snapshot?.meta).toEqual(snap.meta);
+    expect(Buffer.from(state.snapshot!.data).equals(Buffer.from(snap.data))).toBe(true);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+    // The next snapshot's name is past every leftover seen, never a reuse.
+    await s.compact(snapshot(9, 1, 10, 9), 9, 1);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000004.snap"]);
+  });
+
+  it("keeps the old snapshot when the batch after the file write fails, and drops the orphan at the next load", async () => {
+    const snap = await compacted();
+    const s = storage();
+    await s.load();
+    const batch = ClassicLevel.prototype.batch;
+    vi.spyOn(ClassicLevel.prototype, "batch").mockImplementationOnce(function (this: ClassicLevel) {
+      const chained = batch.call(this);
+      chained.write = () => Promise.reject(new Error("power cut"));
+      return chained;
+    } as typeof batch);
+    const err = await failure(s.compact(snapshot(10, 1, 100, 7), 10, 1));
+    expect(err.code).toBe("STORAGE");
+    // The store refuses further writes: what is on disk is unknown.
+    expect((await failure(s.save({ entries: [entry(11)] }))).code).toBe("STORAGE");
+    expect((await failure(s.compact(snapshot(10, 1, 1, 1), 10, 1))).code).toBe("STORAGE");
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap", "snapshot-0000000000000002.snap"]);
+    await s.close();
+    const state = await storage().load();
+    expect(state.snapshot?.meta).toEqual(snap.meta);
+    expect([state.firstIndex, state.entries.length]).toEqual([6, 5]);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+  });
+
+  it("rejects malformed snapshots and compaction bounds with TypeError/RangeError", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 3) });
+    const good = snapshot(2, 1, 1, 1);
+    await expect(s.compact({ ...good, data: "x" as never }, 1, 1)).rejects.toThrow(TypeError);
+    await expect(s.compact({ ...good, meta: { ...good.meta, index: -1 } }, 1, 1)).rejects.toThrow(RangeError);
+    await expect(s.compact({ ...good, meta: { ...good.meta, config: { voters: [7], learners: [], outgoingVoters: [] } as never } }, 1, 1)).rejects.toThrow(TypeError);
+    await expect(s.compact(good, 1.5, 1)).rejects.toThrow(RangeError);
+    await expect(s.compact(good, 1, -1)).rejects.toThrow(RangeError);
+    await expect(s.save({ snapshot: { ...good, meta: null as never } })).rejects.toThrow(TypeError);
+    expect(await snapshotFiles()).toEqual([]);
+  });
+
+  it("keeps group commit for the saves around a compaction", async () => {
+    const s = storage();
+    await s.load();
+    const calls: Promise<void>[] = [];
+    for (let i = 1; i <= 200; i++) calls.push(s.save({ entries: [entry(i)] }));
+    calls.push(s.compact(snapshot(150, 1, 1_000, 5), 100, 1));
+    for (let i = 201; i <= 400; i++) calls.push(s.save({ entries: [entry(i)] }));
+    await Promise.all(calls);
+    // Two groups of saves (before and after the compaction) and the compaction's own batch.
+    expect(s.stats).toEqual({ saves: 400, batches: 3 });
+    await s.close();
+    const state = await storage().load();
+    expect([state.firstIndex, state.entries.length, state.snapshot?.meta.index]).toEqual([101, 300, 150]);
   });
 });
 

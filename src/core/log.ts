@@ -39,7 +39,7 @@ export class RaftLog {
   /** The first index not yet durable. */
   unstableFrom: number;
 
-  constructor(firstIndex: number, entries: readonly Entry[], committed: number, offsetTerm = 0) {
+  constructor(firstIndex: number, entries: readonly Entry[], committed: number, offsetTerm = 0, applied = firstIndex - 1) {
     this.offset = firstIndex - 1;
     this.offsetTerm = offsetTerm;
     this.entries = [...entries];
@@ -47,8 +47,8 @@ export class RaftLog {
       invariant(this.entries[i]!.index === firstIndex + i, "loaded log is not contiguous");
       if (i > 0) invariant(this.entries[i]!.term >= this.entries[i - 1]!.term, "loaded log has decreasing terms");
     }
-    this.committed = Math.min(committed, this.lastIndex());
-    this.applied = this.offset;
+    this.committed = Math.max(Math.min(committed, this.lastIndex()), applied);
+    this.applied = applied;
     this.unstableFrom = this.lastIndex() + 1;
   }
 
@@ -181,6 +181,30 @@ export class RaftLog {
   appliedTo(index: number): void {
     invariant(index <= this.committed && index >= this.applied, () => `applied ${index} outside ${this.applied}..${this.committed}`);
     this.applied = index;
+  }
+
+  /**
+   * Drops the entries up to and including `index` (covered by a snapshot). Only durable,
+   * applied entries may go.
+   */
+  compact(index: number): void {
+    if (index <= this.offset) return;
+    invariant(index <= this.applied && index < this.unstableFrom, () => `compacting to ${index} past applied ${this.applied} or durable ${this.unstableFrom - 1}`);
+    const term = this.term(index)!;
+    this.entries.splice(0, index - this.offset);
+    this.offset = index;
+    this.offsetTerm = term;
+  }
+
+  /** Replaces the whole log with a snapshot's position: the log restarts after it. */
+  restore(index: number, term: number): void {
+    invariant(index > this.committed, () => `restoring a snapshot at ${index} at or below commit ${this.committed}`);
+    this.entries = [];
+    this.offset = index;
+    this.offsetTerm = term;
+    this.committed = index;
+    this.applied = index;
+    this.unstableFrom = index + 1;
   }
 
   /** The last index whose entry has term `term`, at or below `max`, or undefined. Terms never decrease along a log, so this is a binary search. */

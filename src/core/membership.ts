@@ -46,3 +46,118 @@ export function configProblem(config: ClusterConfig): string | null {
   }
   return null;
 }
+
+/**
+ * A membership change (Raft dissertation §4.3): which members to add and remove, as
+ * voters or as learners. Adding a learner as a voter promotes it.
+ * @public
+ */
+export interface MembershipChange {
+  readonly addVoters?: readonly NodeId[];
+  readonly removeVoters?: readonly NodeId[];
+  readonly addLearners?: readonly NodeId[];
+  readonly removeLearners?: readonly NodeId[];
+  /** Addresses ("host:port") of added members, for transports that learn them from the configuration. */
+  readonly addresses?: Readonly<Record<NodeId, string>>;
+}
+
+/**
+ * The configuration a change leads to: joint (old voters outgoing) when the voter set
+ * changes, direct when only learners change (learners never count toward a quorum).
+ * Returns a message instead when the change is not valid from `current`.
+ */
+export function planChange(current: ClusterConfig, change: MembershipChange): ClusterConfig | string {
+  if (isJoint(current)) return "a membership change is already in progress";
+  const voters = new Set(current.voters);
+  const learners = new Set(current.learners);
+  const ids = (list: readonly NodeId[] | undefined, name: string): NodeId[] | string => {
+    if (list === undefined) return [];
+    if (!Array.isArray(list)) return `${name} must be an array of node ids`;
+    for (const id of list) if (typeof id !== "string" || id.length === 0) return `${name} must hold non-empty strings`;
+    return [...list];
+  };
+  const addVoters = ids(change.addVoters, "addVoters");
+  const removeVoters = ids(change.removeVoters, "removeVoters");
+  const addLearners = ids(change.addLearners, "addLearners");
+  const removeLearners = ids(change.removeLearners, "removeLearners");
+  for (const r of [addVoters, removeVoters, addLearners, removeLearners]) if (typeof r === "string") return r;
+  const [av, rv, al, rl] = [addVoters, removeVoters, addLearners, removeLearners] as NodeId[][];
+  if (av!.length + rv!.length + al!.length + rl!.length === 0) return "the change is empty";
+  for (const id of rv!) {
+    if (!voters.has(id)) return `${id} is not a voter`;
+    voters.delete(id);
+  }
+  for (const id of rl!) {
+    if (!learners.has(id)) return `${id} is not a learner`;
+    learners.delete(id);
+  }
+  for (const id of av!) {
+    if (voters.has(id)) return `${id} is already a voter`;
+    learners.delete(id); // promotion
+    voters.add(id);
+  }
+  for (const id of al!) {
+    if (voters.has(id)) return `${id} is a voter; remove it as a voter before adding it as a learner`;
+    if (learners.has(id)) return `${id} is already a learner`;
+    learners.add(id);
+  }
+  if (voters.size === 0) return "the change would leave no voters";
+  const members = new Set([...voters, ...learners, ...current.voters]);
+  const addresses: Record<NodeId, string> = {};
+  for (const [id, addr] of Object.entries({ ...(current.addresses ?? {}), ...(change.addresses ?? {}) })) {
+    if (typeof addr !== "string" || addr.length === 0) return `the address of ${id} must be a non-empty string`;
+    if (members.has(id)) addresses[id] = addr;
+  }
+  const sameVoters = voters.size === current.voters.length && current.voters.every((v) => voters.has(v));
+  const next: ClusterConfig = {
+    voters: [...voters],
+    learners: [...learners],
+    outgoingVoters: sameVoters ? [] : [...current.voters],
+    ...(Object.keys(addresses).length > 0 ? { addresses } : {}),
+  };
+  return configProblem(next) ?? next;
+}
+
+/** The configuration that ends a joint one: the incoming voters alone. */
+export function leaveJoint(config: ClusterConfig): ClusterConfig {
+  const members = new Set([...config.voters, ...config.learners]);
+  const addresses = Object.fromEntries(Object.entries(config.addresses ?? {}).filter(([id]) => members.has(id)));
+  return {
+    voters: [...config.voters],
+    learners: [...config.learners],
+    outgoingVoters: [],
+    ...(Object.keys(addresses).length > 0 ? { addresses } : {}),
+  };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** The payload of a `config` log entry. */
+export function encodeConfig(config: ClusterConfig): Uint8Array {
+  return encoder.encode(JSON.stringify(config));
+}
+
+/** Reads a `config` entry's payload; throws on anything that is not a valid configuration. */
+export function decodeConfig(data: Uint8Array): ClusterConfig {
+  const raw = JSON.parse(decoder.decode(data)) as Partial<ClusterConfig> | null;
+  const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+  if (raw === null || typeof raw !== "object" || !strings(raw.voters) || !strings(raw.learners) || !strings(raw.outgoingVoters)) {
+    throw new TypeError("config entry is not a cluster configuration");
+  }
+  const config: ClusterConfig = {
+    voters: raw.voters,
+    learners: raw.learners,
+    outgoingVoters: raw.outgoingVoters,
+    ...(raw.addresses !== undefined ? { addresses: raw.addresses } : {}),
+  };
+  const problem = configProblem(config);
+  if (problem !== null && config.voters.length > 0) throw new TypeError(`config entry is invalid: ${problem}`);
+  return config;
+}
+
+/** Whether two configurations have the same members in the same roles. */
+export function sameMembers(a: ClusterConfig, b: ClusterConfig): boolean {
+  const eq = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v) => y.includes(v));
+  return eq(a.voters, b.voters) && eq(a.learners, b.learners) && eq(a.outgoingVoters, b.outgoingVoters);
+}

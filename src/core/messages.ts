@@ -62,6 +62,11 @@ export interface ClusterConfig {
   readonly learners: readonly NodeId[];
   /** The outgoing voters while the configuration is joint; empty otherwise. */
   readonly outgoingVoters: readonly NodeId[];
+  /**
+   * Where members can be reached ("host:port"), for transports that learn addresses
+   * from the configuration. Members added without an address are absent.
+   */
+  readonly addresses?: Readonly<Record<NodeId, string>>;
 }
 
 /**
@@ -75,6 +80,17 @@ export interface SnapshotMeta {
   readonly term: number;
   /** The configuration in force at `index`. */
   readonly config: ClusterConfig;
+}
+
+/**
+ * A snapshot of the state machine: its bytes and what they cover.
+ * @public
+ */
+export interface Snapshot {
+  /** The last index and term the snapshot includes, and the configuration then. */
+  readonly meta: SnapshotMeta;
+  /** The state machine's own serialisation (`StateMachine.snapshot()`). */
+  readonly data: Uint8Array;
 }
 
 /**
@@ -215,14 +231,30 @@ export interface TimeoutNowMessage extends MessageBase {
 }
 
 /**
- * Leader to follower: the follower needs entries that the leader has compacted, so it
- * receives the state machine snapshot instead.
+ * Leader to follower: one chunk of a snapshot, for a follower that needs entries the
+ * leader has compacted (Raft §7). Chunks go one at a time, each answered, so a transfer
+ * never crowds out heartbeats and a lost chunk is sent again.
  * @public
  */
 export interface InstallSnapshotMessage extends MessageBase {
   readonly type: "InstallSnapshot";
   readonly meta: SnapshotMeta;
+  /** Where `data` starts in the snapshot's bytes. */
+  readonly offset: number;
   readonly data: Uint8Array;
+  /** Whether this is the last chunk. */
+  readonly done: boolean;
+}
+
+/**
+ * Follower to leader: how much of the snapshot at `index` has arrived (`offset`: the next
+ * byte expected). A completed install is answered with an AppendEntriesResponse instead.
+ * @public
+ */
+export interface InstallSnapshotResponseMessage extends MessageBase {
+  readonly type: "InstallSnapshotResponse";
+  readonly index: number;
+  readonly offset: number;
 }
 
 /**
@@ -241,7 +273,8 @@ export type Message =
   | ReadIndexMessage
   | ReadIndexResponseMessage
   | TimeoutNowMessage
-  | InstallSnapshotMessage;
+  | InstallSnapshotMessage
+  | InstallSnapshotResponseMessage;
 
 /**
  * The `type` of every message.
@@ -263,4 +296,5 @@ export const MESSAGE_TYPES: readonly MessageType[] = [
   "ReadIndexResponse",
   "TimeoutNow",
   "InstallSnapshot",
+  "InstallSnapshotResponse",
 ];

@@ -82,6 +82,9 @@ export class Progress {
   recentActive = false;
   /** The highest ReadIndex round this follower has acknowledged. */
   readRound = 0;
+  /** In snapshot state: the index of the snapshot being sent, and the next byte to send. */
+  pendingSnapshot = 0;
+  snapshotOffset = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflight: number, maxInflightBytes: number) {
@@ -103,6 +106,15 @@ export class Progress {
   becomeProbe(): void {
     this.state = "probe";
     this.next = this.match + 1;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
+  /** Starts sending the snapshot at `index`; nothing else goes to this follower meanwhile. */
+  becomeSnapshot(index: number): void {
+    this.state = "snapshot";
+    this.pendingSnapshot = index;
+    this.snapshotOffset = 0;
     this.probeSent = false;
     this.inflights.reset();
   }

@@ -1,5 +1,16 @@
 import { InvariantError, RaftLog, entryBytes, invariant } from "./log.js";
-import { allMembers, committedValue, electionOutcome, isVoter } from "./membership.js";
+import {
+  allMembers,
+  committedValue,
+  decodeConfig,
+  electionOutcome,
+  encodeConfig,
+  isJoint,
+  isVoter,
+  leaveJoint,
+  planChange,
+  type MembershipChange,
+} from "./membership.js";
 import type {
   AppendEntriesMessage,
   AppendEntriesResponseMessage,
@@ -9,12 +20,15 @@ import type {
   HardState,
   HeartbeatMessage,
   HeartbeatResponseMessage,
+  InstallSnapshotMessage,
+  InstallSnapshotResponseMessage,
   Message,
   NodeId,
   ProposeMessage,
   ReadIndexMessage,
   RequestVoteMessage,
   RequestVoteResponseMessage,
+  Snapshot,
 } from "./messages.js";
 import { Progress } from "./progress.js";
 import { ReadIndexQueue } from "./read-only.js";
@@ -45,6 +59,8 @@ export interface RaftOptions {
   readonly maxBytesPerMessage: number;
   /** Committed entries handed out per Ready. */
   readonly maxApplyEntries: number;
+  /** Bytes per InstallSnapshot chunk. */
+  readonly snapshotChunkBytes: number;
 }
 
 /** What the core starts from: the durable state plus the configuration. */
@@ -54,6 +70,9 @@ export interface RaftInitialState {
   readonly firstIndex: number;
   /** The term of the entry before `firstIndex` (0 when nothing was compacted). */
   readonly firstIndexPrevTerm?: number;
+  /** The latest snapshot; the state machine was restored from it. */
+  readonly snapshot?: Snapshot | null;
+  /** The configuration to use when no snapshot carries one. */
   readonly config: ClusterConfig;
 }
 
@@ -62,6 +81,11 @@ export type ProposeOutcome =
   | { readonly kind: "appended"; readonly index: number; readonly term: number }
   | { readonly kind: "forwarded" }
   | { readonly kind: "refused"; readonly leader: NodeId | null; readonly reason: "no-leader" | "not-leader" | "transferring" };
+
+/** What became of a membership change handed to the core. */
+export type ChangeOutcome =
+  | { readonly kind: "appended"; readonly index: number; readonly term: number; readonly config: ClusterConfig }
+  | { readonly kind: "refused"; readonly leader: NodeId | null; readonly reason: string };
 
 /** What became of a read request handed to the core. */
 export type ReadIndexOutcome = "pending" | "forwarded" | "no-leader";
@@ -105,6 +129,21 @@ export class Raft {
   private broadcastPending = false;
   private readonly reads = new ReadIndexQueue();
   private readonly forwarded = new Map<NodeId, { seen: Set<number>; order: number[] }>();
+  /** The latest snapshot, sent to followers that need compacted entries. */
+  snapshot: Snapshot | null;
+  /** A snapshot arriving in chunks from the leader. */
+  private incoming: { term: number; meta: Snapshot["meta"]; chunks: Uint8Array[]; received: number } | null = null;
+  /** A snapshot fully received, to hand to the driver in the next Ready. */
+  private pendingInstall: Snapshot | null = null;
+  /**
+   * The index of the last configuration entry in the log. A leader accepts a new change
+   * only once this one is applied (one change at a time), and leaves a joint
+   * configuration once it applies it.
+   */
+  private pendingConfigIndex = 0;
+  /** The follower that leadership is being handed to (dissertation §3.10), and for how long. */
+  leadTransferee: NodeId | null = null;
+  private transferElapsed = 0;
 
   private messages: Message[] = [];
   private readStates: ReadState[] = [];
@@ -115,10 +154,12 @@ export class Raft {
   constructor(opts: RaftOptions, init: RaftInitialState) {
     this.opts = opts;
     this.id = opts.id;
-    this.log = new RaftLog(init.firstIndex, init.entries, init.hardState.commit, init.firstIndexPrevTerm ?? 0);
+    this.snapshot = init.snapshot ?? null;
+    const snapIndex = this.snapshot?.meta.index ?? init.firstIndex - 1;
+    this.log = new RaftLog(init.firstIndex, init.entries, init.hardState.commit, init.firstIndexPrevTerm ?? 0, snapIndex);
     this.term = init.hardState.term;
     this.vote = init.hardState.vote;
-    this.config = init.config;
+    this.config = this.snapshot?.meta.config ?? init.config;
     this.persistedHardState = init.hardState;
     this.resetElectionTimer();
   }
@@ -146,9 +187,10 @@ export class Raft {
     }
 
     if (m.term > this.term) {
-      if (m.type === "RequestVote" && !m.transfer && this.inLease()) {
+      if (m.type === "RequestVote" && !m.transfer && (this.inLease() || (m.preVote && this.heardFromLeaderRecently()))) {
         // Raft dissertation §4.2.3: a node that heard from a leader within the minimum
-        // election timeout ignores requests to replace it.
+        // election timeout ignores requests to replace it. §9.6 asks the same of pre-votes
+        // whether or not check-quorum is on.
         return;
       }
       const isPreVoteTraffic = (m.type === "RequestVote" && m.preVote) || (m.type === "RequestVoteResponse" && m.preVote && m.granted);
@@ -195,6 +237,8 @@ export class Raft {
       }
       return { kind: "refused", leader: this.leader, reason: this.leader === null ? "no-leader" : "not-leader" };
     }
+    // Dissertation §3.10: while leadership moves, new entries would only delay the target.
+    if (this.leadTransferee !== null) return { kind: "refused", leader: this.id, reason: "transferring" };
     const index = this.appendAsLeader(items);
     return { kind: "appended", index, term: this.term };
   }
@@ -215,6 +259,50 @@ export class Raft {
     return "no-leader";
   }
 
+  /**
+   * Proposes a membership change (dissertation §4.3). Voter changes go through a joint
+   * configuration, which the leader leaves by itself once it is applied. One change at a time.
+   */
+  changeMembership(change: MembershipChange): ChangeOutcome {
+    if (this.role !== "leader") return { kind: "refused", leader: this.leader, reason: "not the leader" };
+    if (this.leadTransferee !== null) return { kind: "refused", leader: this.id, reason: "leadership is being transferred" };
+    if (this.pendingConfigIndex > this.log.applied || isJoint(this.config)) {
+      return { kind: "refused", leader: this.id, reason: "a membership change is already in progress" };
+    }
+    const next = planChange(this.config, change);
+    if (typeof next === "string") return { kind: "refused", leader: this.id, reason: next };
+    const index = this.appendAsLeader([{ type: "config", data: encodeConfig(next) }]);
+    this.pendingConfigIndex = index;
+    return { kind: "appended", index, term: this.term, config: next };
+  }
+
+  /**
+   * Hands leadership to `to` (or the most up-to-date voter): brings it up to date, then
+   * tells it to campaign at once (dissertation §3.10). Returns the target, or why not.
+   */
+  transferLeadership(to: NodeId | null): { target: NodeId } | { reason: string } {
+    if (this.role !== "leader") return { reason: "not the leader" };
+    let target = to;
+    if (target === null) {
+      let best = -1;
+      for (const [id, pr] of this.progress) {
+        if (isVoter(this.config, id) && pr.match > best) {
+          best = pr.match;
+          target = id;
+        }
+      }
+      if (target === null) return { reason: "there is no other voter" };
+    }
+    if (target === this.id) return { reason: "this node already leads" };
+    const pr = this.progress.get(target);
+    if (pr === undefined || !isVoter(this.config, target)) return { reason: `${target} is not a voter` };
+    this.leadTransferee = target;
+    this.transferElapsed = 0;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(target);
+    else this.sendAppend(target, pr);
+    return { target };
+  }
+
   /** Starts an election now, as if the election timeout had passed (tests, tools). */
   campaignNow(): void {
     if (this.role !== "leader") this.startElection(false);
@@ -227,6 +315,8 @@ export class Raft {
     return (
       this.broadcastPending ||
       this.reads.flushPending ||
+      this.pendingInstall !== null ||
+      this.needsLeaveJoint() ||
       this.messages.length > 0 ||
       this.readStates.length > 0 ||
       this.proposalOutcomes.length > 0 ||
@@ -243,6 +333,7 @@ export class Raft {
     const hs = this.hardState();
     const committedEntries = this.log.entriesToApply(this.opts.maxApplyEntries);
     const rd: Ready = {
+      snapshot: this.pendingInstall,
       hardState: sameHardState(hs, this.persistedHardState) ? null : hs,
       entries: this.log.unstableEntries(),
       messages: this.messages,
@@ -253,9 +344,14 @@ export class Raft {
     this.messages = [];
     this.readStates = [];
     this.proposalOutcomes = [];
+    this.pendingInstall = null;
     // Handing entries out for applying counts as applying them: the driver applies every
-    // entry of a Ready before it asks for the next.
-    if (committedEntries.length > 0) this.log.appliedTo(committedEntries[committedEntries.length - 1]!.index);
+    // entry of a Ready before it asks for the next. A configuration takes effect here,
+    // once committed, as in etcd (safe because only one change is in flight at a time).
+    if (committedEntries.length > 0) {
+      for (const e of committedEntries) if (e.type === "config") this.applyConfig(decodeConfig(e.data));
+      this.log.appliedTo(committedEntries[committedEntries.length - 1]!.index);
+    }
     this.readyOut = true;
     return rd;
   }
@@ -273,6 +369,16 @@ export class Raft {
     }
   }
 
+  /**
+   * Records a snapshot the driver took of the state machine (and made durable) and drops
+   * log entries up to `compactTo` (at most the snapshot's index).
+   */
+  compact(snapshot: Snapshot, compactTo: number): void {
+    invariant(compactTo <= snapshot.meta.index && snapshot.meta.index <= this.log.applied, () => `snapshot at ${snapshot.meta.index} / compaction to ${compactTo} beyond applied ${this.log.applied}`);
+    if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index) this.snapshot = snapshot;
+    this.log.compact(compactTo);
+  }
+
   // ---------------------------------------------------------------- observers
 
   hardState(): HardState {
@@ -280,8 +386,13 @@ export class Raft {
   }
 
   /** Whether a leader is known and was heard from within the election timeout. */
+  heardFromLeaderRecently(): boolean {
+    return this.leader !== null && this.electionElapsed < this.opts.electionTicks;
+  }
+
+  /** Whether votes are refused to protect a live leader (check-quorum's lease). */
   inLease(): boolean {
-    return this.opts.checkQuorum && this.leader !== null && this.electionElapsed < this.opts.electionTicks;
+    return this.opts.checkQuorum && this.heardFromLeaderRecently();
   }
 
   /** Whether this node is the only voter, so that it alone is a majority. */
@@ -297,6 +408,7 @@ export class Raft {
 
   becomeFollower(term: number, leader: NodeId | null): void {
     const wasLeader = this.role === "leader";
+    this.leadTransferee = null;
     if (term !== this.term) {
       invariant(term > this.term, () => `term moving back from ${this.term} to ${term}`);
       this.term = term;
@@ -337,6 +449,10 @@ export class Raft {
     this.forwarded.clear();
     this.reads.reset();
     this.progress.clear();
+    this.leadTransferee = null;
+    // A configuration entry of an earlier term may sit uncommitted in our log: no new
+    // change until everything up to here is applied.
+    this.pendingConfigIndex = this.log.lastIndex();
     const next = this.log.lastIndex() + 1;
     for (const id of allMembers(this.config)) {
       if (id === this.id) continue;
@@ -443,6 +559,11 @@ export class Raft {
         this.leader = m.from;
         this.handleHeartbeat(m);
         return;
+      case "InstallSnapshot":
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleInstallSnapshot(m);
+        return;
       case "TimeoutNow":
         // Dissertation §3.10: the leader chose us; campaign at once, skipping pre-vote
         // and overriding the voters' leases.
@@ -505,6 +626,40 @@ export class Raft {
     reply(true, lastNew);
   }
 
+  /** Raft §7: assembles a snapshot's chunks in order, then replaces the log with it. */
+  private handleInstallSnapshot(m: InstallSnapshotMessage): void {
+    const index = m.meta.index;
+    if (index <= this.log.committed) {
+      // We already have all of it: say how far we are, and the leader resumes from the log.
+      this.incoming = null;
+      this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success: true, index: this.log.committed, hintIndex: 0, hintTerm: 0 });
+      return;
+    }
+    const ack = (offset: number): void => this.send({ type: "InstallSnapshotResponse", from: this.id, to: m.from, term: this.term, index, offset });
+    if (m.offset === 0) this.incoming = { term: this.term, meta: m.meta, chunks: [], received: 0 };
+    const inc = this.incoming;
+    if (inc === null || inc.meta.index !== index || inc.term !== this.term || m.offset !== inc.received) {
+      // Lost, duplicated or stale chunk: tell the leader where we are (0: start over).
+      ack(inc !== null && inc.meta.index === index && inc.term === this.term ? inc.received : 0);
+      return;
+    }
+    inc.chunks.push(m.data);
+    inc.received += m.data.byteLength;
+    if (!m.done) {
+      ack(inc.received);
+      return;
+    }
+    this.incoming = null;
+    const data = concatChunks(inc.chunks, inc.received);
+    const snapshot: Snapshot = { meta: m.meta, data };
+    this.snapshot = snapshot;
+    this.pendingInstall = snapshot;
+    this.log.restore(index, m.meta.term);
+    this.config = m.meta.config;
+    // Sent after the snapshot is durable (same Ready): the leader resumes after it.
+    this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success: true, index, hintIndex: 0, hintTerm: 0 });
+  }
+
   private handleHeartbeat(m: HeartbeatMessage): void {
     // The leader sends min(our match, its commit): entries we hold and that match.
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
@@ -520,6 +675,12 @@ export class Raft {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    if (this.leadTransferee !== null && ++this.transferElapsed >= this.opts.electionTicks) {
+      // The target did not take over within an election timeout: keep leading, unless we
+      // were removed, in which case we try the next best voter.
+      this.leadTransferee = null;
+      if (!isVoter(this.config, this.id)) this.handOverAfterRemoval();
+    }
     if (this.electionElapsed >= this.opts.electionTicks) {
       this.electionElapsed = 0;
       if (this.opts.checkQuorum && !this.quorumActive()) {
@@ -549,6 +710,9 @@ export class Raft {
         return;
       case "HeartbeatResponse":
         this.handleHeartbeatResponse(m);
+        return;
+      case "InstallSnapshotResponse":
+        this.handleSnapshotResponse(m);
         return;
       case "Propose":
         this.handleForwardedProposal(m);
@@ -587,7 +751,7 @@ export class Raft {
     record.seen.add(m.requestId);
     record.order.push(m.requestId);
     if (record.order.length > DEDUP_WINDOW) record.seen.delete(record.order.shift()!);
-    if (m.entries.length === 0 || !this.progress.has(m.from)) {
+    if (m.entries.length === 0 || !this.progress.has(m.from) || this.leadTransferee !== null || m.entries.some((e) => e.type === "config")) {
       this.refuseProposal(m);
       return;
     }
@@ -605,7 +769,9 @@ export class Raft {
       return;
     }
     if (!pr.maybeUpdate(m.index)) return;
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
     if (pr.state === "probe") pr.becomeReplicate();
+    else if (pr.state === "snapshot" && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
     pr.inflights.freeLE(m.index);
     if (this.maybeCommit()) this.broadcastPending = true;
     else while (this.sendAppend(m.from, pr, false)) { /* fill the window */ }
@@ -626,6 +792,15 @@ export class Raft {
     if (pr === undefined) return;
     pr.recentActive = true;
     pr.probeSent = false;
+    if (pr.state === "snapshot") {
+      // The last chunk or its answer may have been lost: send it again.
+      this.sendSnapshotChunk(m.from, pr);
+      if (m.readRound > pr.readRound) {
+        pr.readRound = m.readRound;
+        this.releaseReads();
+      }
+      return;
+    }
     // The window may be full of messages that were lost: free one so that the follower
     // gets an AppendEntries again, whose answer resets the window either way.
     if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirst();
@@ -658,8 +833,13 @@ export class Raft {
     if (pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
-    // Compacted entries need a snapshot, which the snapshot work adds; until then the log is never compacted.
-    invariant(prevTerm !== undefined, () => `no term for index ${prevIndex} to send to ${to}`);
+    if (prevTerm === undefined) {
+      // The follower needs entries we compacted: it gets the snapshot instead (Raft §7).
+      invariant(this.snapshot !== null, () => `entry ${prevIndex} is compacted but there is no snapshot to send ${to}`);
+      pr.becomeSnapshot(this.snapshot.meta.index);
+      this.sendSnapshotChunk(to, pr);
+      return true;
+    }
     const entries = this.log.slice(pr.next, this.opts.maxEntriesPerMessage, this.opts.maxBytesPerMessage);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send({ type: "AppendEntries", from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
@@ -673,6 +853,37 @@ export class Raft {
       pr.probeSent = true;
     }
     return true;
+  }
+
+  /** Sends the chunk of the snapshot that starts at the follower's acknowledged offset. */
+  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+    const snap = this.snapshot!;
+    if (pr.pendingSnapshot !== snap.meta.index) {
+      // A newer snapshot replaced the one being sent: start over with it.
+      pr.becomeSnapshot(snap.meta.index);
+    }
+    const offset = pr.snapshotOffset;
+    const end = Math.min(offset + this.opts.snapshotChunkBytes, snap.data.byteLength);
+    this.send({
+      type: "InstallSnapshot",
+      from: this.id,
+      to,
+      term: this.term,
+      meta: snap.meta,
+      offset,
+      data: snap.data.subarray(offset, end),
+      done: end >= snap.data.byteLength,
+    });
+  }
+
+  private handleSnapshotResponse(m: InstallSnapshotResponseMessage): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    if (pr.state !== "snapshot" || m.index !== pr.pendingSnapshot) return;
+    if (m.offset === pr.snapshotOffset && m.offset !== 0) return; // a duplicate answer
+    pr.snapshotOffset = m.offset;
+    this.sendSnapshotChunk(m.from, pr);
   }
 
   private broadcastAppend(): void {
@@ -719,11 +930,59 @@ export class Raft {
     else this.send({ type: "ReadIndexResponse", from: this.id, to, term: this.term, requestId, index });
   }
 
+  // ---------------------------------------------------------------- membership
+
+  /** Puts a committed configuration into force. */
+  private applyConfig(config: ClusterConfig): void {
+    this.config = config;
+    if (this.leadTransferee !== null && !isVoter(config, this.leadTransferee)) this.leadTransferee = null;
+    if (this.role !== "leader") return;
+    const members = allMembers(config);
+    for (const id of members) {
+      if (id === this.id || this.progress.has(id)) continue;
+      const pr = new Progress(this.log.lastIndex() + 1, this.opts.maxInflight, this.opts.maxInflightBytes);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+      this.sendAppend(id, pr);
+    }
+    for (const id of [...this.progress.keys()]) if (!members.includes(id)) this.progress.delete(id);
+    if (!isVoter(config, this.id)) {
+      // Removed (dissertation §4.2.2). Stepping down at once could strand the remaining
+      // voters: they may not know yet that the configuration without us is committed, and
+      // stay in a joint configuration that needs our vote, which our longer log would deny.
+      // So keep leading (heartbeats carry the commit index) while handing over to the most
+      // up-to-date remaining voter; step down when it takes over or the transfer times out.
+      this.handOverAfterRemoval();
+      return;
+    }
+    // The quorum changed: commits and reads may have become possible.
+    if (this.maybeCommit()) this.broadcastPending = true;
+    this.releaseReads();
+  }
+
+  private handOverAfterRemoval(): void {
+    const outcome = this.transferLeadership(null);
+    if ("reason" in outcome) this.becomeFollower(this.term, null);
+    else this.broadcastPending = true;
+  }
+
+  /** A leader in a joint configuration that is applied must propose leaving it. */
+  private needsLeaveJoint(): boolean {
+    return this.role === "leader" && isJoint(this.config) && this.pendingConfigIndex <= this.log.applied && this.leadTransferee === null;
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: "TimeoutNow", from: this.id, to, term: this.term });
+  }
+
   // ---------------------------------------------------------------- plumbing
 
   /** Emits what was deferred to the end of the round: one append and one read round per follower. */
   private flush(): void {
     if (this.role !== "leader") return;
+    if (this.needsLeaveJoint()) {
+      this.pendingConfigIndex = this.appendAsLeader([{ type: "config", data: encodeConfig(leaveJoint(this.config)) }]);
+    }
     if (this.reads.flushPending) this.broadcastHeartbeat(this.reads.startRound());
     if (this.broadcastPending) {
       this.broadcastPending = false;
@@ -738,4 +997,15 @@ export class Raft {
 
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function concatChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!.slice();
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }

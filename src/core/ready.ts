@@ -1,4 +1,4 @@
-import type { Entry, HardState, Message } from "./messages.js";
+import type { Entry, HardState, Message, Snapshot } from "./messages.js";
 
 /**
  * A read request that became safe to serve: once the state machine has applied
@@ -24,12 +24,12 @@ export interface ProposalOutcome {
  * Everything the core asks of its driver after a round of inputs. The driver handles a
  * Ready in exactly these steps, in this order:
  *
- * 1. Persist `entries` (truncating any stored entries at or after `entries[0].index`) and
- *    `hardState` in one atomic, durable write.
+ * 1. Persist `snapshot` (replacing the whole log), `entries` (truncating any stored
+ *    entries at or after `entries[0].index`) and `hardState` in one atomic, durable write.
  * 2. Only then send `messages`: votes, acknowledgements and responses depend on that
  *    state being durable (Raft Figure 2: "respond to RPCs only after updating stable
  *    storage").
- * 3. Apply `committedEntries` to the state machine, in order.
+ * 3. Restore the state machine from `snapshot`, if any; then apply `committedEntries`, in order.
  * 4. Serve `readStates` once the applied index reaches theirs; settle `proposals`.
  * 5. Call `advance(ready)`, which tells the core that steps 1 to 3 are done.
  *
@@ -37,6 +37,8 @@ export interface ProposalOutcome {
  * they go into the next Ready. The core hands out one Ready at a time.
  */
 export interface Ready {
+  /** A snapshot received from the leader, to persist and restore the state machine from; or null. */
+  readonly snapshot: Snapshot | null;
   /** The hard state to persist, or null when it did not change. */
   readonly hardState: HardState | null;
   /** Entries to persist. */

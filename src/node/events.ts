@@ -1,4 +1,4 @@
-import type { EntryType, NodeId } from "../core/messages.js";
+import type { ClusterConfig, EntryType, NodeId } from "../core/messages.js";
 
 /**
  * A node's role in the protocol. `pre-candidate` is the pre-vote phase: the node checks
@@ -24,6 +24,10 @@ export interface RaftNodeEvents {
   commit: (commitIndex: number) => void;
   /** The entry at `index` (of `term`, carrying `type`) was applied to the state machine. */
   apply: (index: number, term: number, type: EntryType) => void;
+  /** A new configuration came into force (a membership change committed). */
+  config: (config: ClusterConfig) => void;
+  /** A snapshot at `index` (of `term`) was taken here, or installed from the leader. */
+  snapshot: (index: number, term: number) => void;
   /** The node hit an error it cannot continue after (storage failure, broken invariant); it stops. */
   error: (error: Error) => void;
 }

@@ -15,10 +15,15 @@ import { systemClock } from "./clock.js";
  * @public
  */
 export interface RaftNodeOptions<Cmd, Result> {
-  /** This node's id; it must be one of `peers`. */
+  /** This node's id; it must be one of `peers` (unless `peers` is empty). */
   readonly id: NodeId;
-  /** The ids of the cluster's initial voters, this node included. */
-  readonly peers: readonly NodeId[];
+  /**
+   * The cluster's initial voters, this node included: their ids, or a record from id to
+   * address ("host:port") that becomes part of the configuration, so that transports
+   * learn addresses from it as members come and go. Empty for a node that starts with
+   * nothing and waits to be added to an existing cluster (it never campaigns until then).
+   */
+  readonly peers: readonly NodeId[] | Readonly<Record<NodeId, string>>;
   /** The replicated state machine. */
   readonly stateMachine: StateMachine<Cmd, Result>;
   /** Where the hard state and log are made durable. */
@@ -105,6 +110,29 @@ export interface RaftNodeOptions<Cmd, Result> {
    */
   readonly maxPendingRequests?: number;
   /**
+   * Take a snapshot and compact the log once this many entries were applied since the
+   * last one. Needs a state machine with `snapshot()` and `restore()`; 0 turns automatic
+   * snapshots off.
+   * @defaultValue 10000
+   */
+  readonly snapshotThreshold?: number;
+  /**
+   * Entries kept in the log behind a snapshot, so that followers only briefly behind
+   * catch up from the log instead of receiving the whole snapshot.
+   * @defaultValue 1000
+   */
+  readonly trailingEntries?: number;
+  /**
+   * Bytes per chunk when sending a snapshot to a follower.
+   * @defaultValue 1 MiB
+   */
+  readonly snapshotChunkBytes?: number;
+  /**
+   * `addMember` promotes a learner to voter once its log is within this many entries of the leader's.
+   * @defaultValue 100
+   */
+  readonly catchUpEntries?: number;
+  /**
    * The deadline of `propose` and `read` calls that give no `timeoutMs`.
    * @defaultValue 10000
    */
@@ -112,11 +140,21 @@ export interface RaftNodeOptions<Cmd, Result> {
 }
 
 /** The options with every default filled in. */
-export interface ResolvedOptions<Cmd, Result> extends Required<RaftNodeOptions<Cmd, Result>> {}
+export interface ResolvedOptions<Cmd, Result> extends Required<Omit<RaftNodeOptions<Cmd, Result>, "peers">> {
+  readonly peers: readonly NodeId[];
+  readonly peerAddresses: Readonly<Record<NodeId, string>> | undefined;
+}
 
 function positiveInteger(name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
     throw new RangeError(`RaftNode option '${name}' must be a positive integer (got ${String(value)})`);
+  }
+  return value;
+}
+
+function nonNegativeInteger(name: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(`RaftNode option '${name}' must be a non-negative integer (got ${String(value)})`);
   }
   return value;
 }
@@ -140,18 +178,29 @@ function hasMethods(name: string, value: unknown, methods: readonly string[]): v
 /** Validates `options` and fills in defaults. */
 export function resolveOptions<Cmd, Result>(options: RaftNodeOptions<Cmd, Result>): ResolvedOptions<Cmd, Result> {
   if (typeof options !== "object" || options === null) throw new TypeError("RaftNode options must be an object");
-  const { id, peers } = options;
+  const { id } = options;
   if (typeof id !== "string" || id.length === 0) throw new TypeError("RaftNode option 'id' must be a non-empty string");
-  if (!Array.isArray(peers) || peers.length === 0) throw new TypeError("RaftNode option 'peers' must be a non-empty array of node ids");
+  const given: unknown = options.peers;
+  let peers: string[];
+  let peerAddresses: Record<NodeId, string> | undefined;
+  if (Array.isArray(given)) peers = [...(given as unknown[])] as string[];
+  else if (typeof given === "object" && given !== null) {
+    peerAddresses = { ...(given as Record<string, string>) };
+    peers = Object.keys(peerAddresses);
+    for (const [p, addr] of Object.entries(peerAddresses)) {
+      if (typeof addr !== "string" || addr.length === 0) throw new TypeError(`RaftNode option 'peers' gives no address for '${p}'`);
+    }
+  } else throw new TypeError("RaftNode option 'peers' must be an array of node ids or a record from node id to address");
   for (const p of peers) if (typeof p !== "string" || p.length === 0) throw new TypeError("RaftNode option 'peers' must hold non-empty strings");
   if (new Set(peers).size !== peers.length) throw new RangeError("RaftNode option 'peers' lists a node twice");
-  if (!peers.includes(id)) throw new RangeError(`RaftNode option 'peers' must include this node's id '${id}'`);
+  if (peers.length > 0 && !peers.includes(id)) throw new RangeError(`RaftNode option 'peers' must include this node's id '${id}'`);
   hasMethods("stateMachine", options.stateMachine, ["apply"]);
-  hasMethods("storage", options.storage, ["load", "save", "close"]);
+  hasMethods("storage", options.storage, ["load", "save", "compact", "close"]);
   hasMethods("transport", options.transport, ["start", "send", "stop"]);
   const r: ResolvedOptions<Cmd, Result> = {
     id,
-    peers: [...peers],
+    peers,
+    peerAddresses,
     stateMachine: options.stateMachine,
     storage: options.storage,
     transport: options.transport,
@@ -171,6 +220,10 @@ export function resolveOptions<Cmd, Result>(options: RaftNodeOptions<Cmd, Result
     maxBytesPerMessage: positiveInteger("maxBytesPerMessage", options.maxBytesPerMessage ?? 1024 * 1024),
     maxPendingRequests: positiveInteger("maxPendingRequests", options.maxPendingRequests ?? 100_000),
     requestTimeoutMs: positiveNumber("requestTimeoutMs", options.requestTimeoutMs ?? 10_000),
+    snapshotThreshold: nonNegativeInteger("snapshotThreshold", options.snapshotThreshold ?? 10_000),
+    trailingEntries: nonNegativeInteger("trailingEntries", options.trailingEntries ?? 1_000),
+    snapshotChunkBytes: positiveInteger("snapshotChunkBytes", options.snapshotChunkBytes ?? 1024 * 1024),
+    catchUpEntries: nonNegativeInteger("catchUpEntries", options.catchUpEntries ?? 100),
   };
   if (r.electionTicks <= r.heartbeatTicks) {
     throw new RangeError(`RaftNode option 'electionTicks' (${r.electionTicks}) must be greater than 'heartbeatTicks' (${r.heartbeatTicks})`);

@@ -1,6 +1,6 @@
 import { EventEmitter } from "eventemitter3";
-import { votersConfig } from "../core/membership.js";
-import type { Entry, Message, NodeId } from "../core/messages.js";
+import { isJoint, isVoter, leaveJoint, sameMembers, votersConfig, type MembershipChange } from "../core/membership.js";
+import type { ClusterConfig, Entry, Message, NodeId, Snapshot } from "../core/messages.js";
 import { Raft, type ProposalItem } from "../core/raft.js";
 import type { Ready } from "../core/ready.js";
 import { RaftError } from "../errors.js";
@@ -39,6 +39,10 @@ export interface RaftStatus {
   readonly lastIndex: number;
   /** The current voters. */
   readonly voters: readonly NodeId[];
+  /** The current learners: members that replicate the log without voting. */
+  readonly learners: readonly NodeId[];
+  /** Whether a membership change is half way (a joint configuration is in force). */
+  readonly joint: boolean;
   /** Per peer replication state; empty unless this node leads. */
   readonly peers: readonly PeerStatus[];
 }
@@ -85,6 +89,10 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private flushScheduled = false;
   private requestSeq: number;
   private live = 0;
+  /** The index of the last snapshot taken or installed. */
+  private lastSnapshotIndex = 0;
+  /** Callers of snapshot() waiting for the next one. */
+  private snapshotWaiters: PendingRequest<number>[] = [];
   // Invariant: appliedIndex <= core.log.applied (entries handed out but not yet applied lie between).
   /** The last index applied to the state machine. */
   private appliedIndex = 0;
@@ -103,7 +111,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private readonly readBatches = new Map<number, ReadRequest[]>();
   private waitingReads: { index: number; reads: ReadRequest[] }[] = [];
 
-  private observed = { role: "follower" as RaftRole, leader: null as NodeId | null, term: 0, commit: 0 };
+  private observed = { role: "follower" as RaftRole, leader: null as NodeId | null, term: 0, commit: 0, config: null as ClusterConfig | null };
+  /** Membership changes waiting to complete: their first entry, and the configuration they lead to. */
+  private configWaiters: { index: number; term: number; target: ClusterConfig; entered: boolean; pending: PendingRequest<ClusterConfig> }[] = [];
+  /** Leadership transfers waiting for the target to lead. */
+  private transferWaiters: { target: NodeId; pending: PendingRequest<NodeId> }[] = [];
 
   constructor(options: RaftNodeOptions<Cmd, Result>) {
     super();
@@ -152,11 +164,21 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         maxEntriesPerMessage: o.maxEntriesPerMessage,
         maxBytesPerMessage: o.maxBytesPerMessage,
         maxApplyEntries: 4096,
+        snapshotChunkBytes: o.snapshotChunkBytes,
       },
-      { hardState: stored.hardState, entries: stored.entries, firstIndex: stored.firstIndex, config: votersConfig(o.peers) },
+      {
+        hardState: stored.hardState,
+        entries: stored.entries,
+        firstIndex: stored.firstIndex,
+        firstIndexPrevTerm: stored.compactedTerm,
+        snapshot: stored.snapshot,
+        config: o.peerAddresses === undefined ? votersConfig(o.peers) : { ...votersConfig(o.peers), addresses: o.peerAddresses },
+      },
     );
+    if (stored.snapshot !== null) await this.restoreStateMachine(stored.snapshot);
+    this.lastSnapshotIndex = stored.snapshot?.meta.index ?? 0;
     coreOfNode.set(this, this.core);
-    this.observed = { role: "follower", leader: null, term: this.core.term, commit: this.core.log.committed };
+    this.observed = { role: "follower", leader: null, term: this.core.term, commit: this.core.log.committed, config: null };
     this.appliedIndex = this.core.log.applied;
     await o.transport.start((m) => this.receive(m));
     if (this.state !== "starting") return;
@@ -227,7 +249,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   status(): RaftStatus {
     const c = this.core;
     if (c === null) {
-      return { id: this.id, role: "follower", term: 0, leader: null, commitIndex: 0, appliedIndex: 0, lastIndex: 0, voters: this.opts.peers, peers: [] };
+      return { id: this.id, role: "follower", term: 0, leader: null, commitIndex: 0, appliedIndex: 0, lastIndex: 0, voters: this.opts.peers, learners: [], joint: false, peers: [] };
     }
     const peers: PeerStatus[] = [];
     for (const [id, pr] of c.progress) peers.push({ id, matchIndex: pr.match, nextIndex: pr.next, state: pr.state });
@@ -240,8 +262,128 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       appliedIndex: this.appliedIndex,
       lastIndex: c.log.lastIndex(),
       voters: c.config.voters,
+      learners: c.config.learners,
+      joint: isJoint(c.config),
       peers,
     };
+  }
+
+  /**
+   * Changes the membership (Raft dissertation §4.3): voters change through a joint
+   * configuration, in which decisions need a majority of both the old and the new voters,
+   * and which the leader leaves by itself. Resolves with the final configuration once it
+   * is applied on this node. Only the leader takes changes, one at a time.
+   *
+   * Rejects with `NOT_LEADER` (with `leaderId`), `BUSY` (a change is in progress or
+   * leadership is moving), `INVALID_STATE` (the change does not fit the configuration),
+   * `DROPPED`, `TIMEOUT`, `ABORTED` or `STOPPED`.
+   * @example
+   * ```ts
+   * await leader.changeMembership({ addVoters: ["n4"], removeVoters: ["n1"] });
+   * ```
+   */
+  changeMembership(change: MembershipChange, options?: RequestOptions): Promise<ClusterConfig> {
+    const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
+    const refusal = this.admissionError("membership change");
+    if (refusal) return Promise.reject(refusal);
+    const core = this.core;
+    if (core === null) return Promise.reject(new RaftError("NOT_LEADER", `${this.id} is not the leader`, { leaderId: null }));
+    const outcome = core.changeMembership(change);
+    if (outcome.kind === "refused") {
+      if (core.role !== "leader") return Promise.reject(new RaftError("NOT_LEADER", `${this.id} is not the leader`, { leaderId: outcome.leader }));
+      const busy = outcome.reason.includes("in progress") || outcome.reason.includes("transferred");
+      return Promise.reject(new RaftError(busy ? "BUSY" : "INVALID_STATE", `membership change refused: ${outcome.reason}`));
+    }
+    const pending = new PendingRequest<ClusterConfig>(this.opts.clock, timeoutMs, options?.signal, () => this.live--, "membership change");
+    this.live++;
+    this.configWaiters.push({ index: outcome.index, term: outcome.term, target: leaveJoint(outcome.config), entered: false, pending });
+    this.scheduleLoop();
+    return pending.promise;
+  }
+
+  /**
+   * Adds a member safely: first as a learner (it receives the log but does not vote), then,
+   * once its log is within `catchUpEntries` of the leader's, promoted to voter. A learner
+   * that never catches up is not promoted, and the call rejects at its deadline. `address`
+   * ("host:port") joins the configuration, for transports that learn addresses from it.
+   */
+  async addMember(id: NodeId, address?: string, options?: RequestOptions): Promise<ClusterConfig> {
+    const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
+    const deadline = this.opts.clock.now() + timeoutMs;
+    const left = (): number => Math.max(1, deadline - this.opts.clock.now());
+    const core = this.core;
+    if (core !== null && isVoter(core.config, id)) return core.config;
+    if (core === null || !core.config.learners.includes(id)) {
+      const change: MembershipChange = address === undefined ? { addLearners: [id] } : { addLearners: [id], addresses: { [id]: address } };
+      await this.changeMembership(change, { timeoutMs: left(), ...(options?.signal ? { signal: options.signal } : {}) });
+    }
+    for (;;) {
+      const c = this.core;
+      if (c === null || this.state !== "running") throw new RaftError("STOPPED", `RaftNode ${this.id} stopped`);
+      if (c.role !== "leader") throw new RaftError("NOT_LEADER", `${this.id} lost leadership while adding ${id}`, { leaderId: c.leader });
+      const pr = c.progress.get(id);
+      if (pr !== undefined && pr.match + this.opts.catchUpEntries >= c.log.lastIndex()) break;
+      if (this.opts.clock.now() >= deadline) throw new RaftError("TIMEOUT", `learner ${id} did not catch up within ${timeoutMs} ms; it stays a learner`);
+      if (options?.signal?.aborted) throw new RaftError("ABORTED", `adding ${id} aborted; it stays a learner`, { cause: options.signal.reason });
+      await new Promise<void>((resolve) => this.opts.clock.setTimeout(resolve, this.opts.tickMs));
+    }
+    return this.changeMembership({ addVoters: [id] }, { timeoutMs: left(), ...(options?.signal ? { signal: options.signal } : {}) });
+  }
+
+  /**
+   * Removes a member, voter or learner. Removing the leader itself works too: it keeps
+   * leading until the configuration without it is committed, then hands over to the most
+   * up-to-date voter.
+   */
+  removeMember(id: NodeId, options?: RequestOptions): Promise<ClusterConfig> {
+    const config = this.core?.config;
+    const change: MembershipChange = config?.learners.includes(id) ? { removeLearners: [id] } : { removeVoters: [id] };
+    return this.changeMembership(change, options);
+  }
+
+  /**
+   * Hands leadership to `to` (by default the most up-to-date voter; dissertation §3.10):
+   * the leader brings it up to date, tells it to campaign at once, and takes no proposals
+   * meanwhile. Resolves with the new leader's id once this node sees it lead; rejects with
+   * `TIMEOUT` when the target did not take over within an election timeout (this node
+   * then keeps leading), `NOT_LEADER`, `INVALID_STATE`, `ABORTED` or `STOPPED`.
+   */
+  transferLeadership(to?: NodeId, options?: RequestOptions): Promise<NodeId> {
+    const timeoutMs = timeoutOf(options, 4 * this.opts.electionTicks * this.opts.tickMs);
+    const refusal = this.admissionError("leadership transfer");
+    if (refusal) return Promise.reject(refusal);
+    const core = this.core;
+    if (core === null || core.role !== "leader") {
+      return Promise.reject(new RaftError("NOT_LEADER", `${this.id} is not the leader`, { leaderId: core?.leader ?? null }));
+    }
+    const started = core.transferLeadership(to ?? null);
+    if ("reason" in started) return Promise.reject(new RaftError("INVALID_STATE", `leadership transfer refused: ${started.reason}`));
+    const pending = new PendingRequest<NodeId>(this.opts.clock, timeoutMs, options?.signal, () => this.live--, "leadership transfer");
+    this.live++;
+    this.transferWaiters.push({ target: started.target, pending });
+    this.scheduleLoop();
+    return pending.promise;
+  }
+
+  /**
+   * Takes a snapshot of the state machine now and compacts the log behind it (keeping
+   * `trailingEntries`). Resolves with the snapshot's index.
+   *
+   * Rejects with `INVALID_STATE` when the state machine has no `snapshot()`, `TIMEOUT`,
+   * `ABORTED` or `STOPPED`.
+   */
+  snapshot(options?: RequestOptions): Promise<number> {
+    const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
+    if (typeof this.opts.stateMachine.snapshot !== "function") {
+      return Promise.reject(new RaftError("INVALID_STATE", "the state machine has no snapshot() method"));
+    }
+    const refusal = this.admissionError("snapshot");
+    if (refusal) return Promise.reject(refusal);
+    const pending = new PendingRequest<number>(this.opts.clock, timeoutMs, options?.signal, () => this.live--, "snapshot");
+    this.live++;
+    this.snapshotWaiters.push(pending);
+    this.scheduleLoop();
+    return pending.promise;
   }
 
   /**
@@ -378,11 +520,19 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     try {
       for (;;) {
         const core = this.core;
-        if (core === null || this.state !== "running" || !core.hasReady()) break;
+        if (core === null || this.state !== "running") break;
+        if (!core.hasReady()) {
+          if (this.snapshotWaiters.length > 0) await this.maybeSnapshot(core);
+          break;
+        }
         const rd = core.ready();
         // 1. Persist: one durable write for everything this round produced (group commit).
-        if (rd.hardState !== null || rd.entries.length > 0) {
-          const batch = rd.hardState === null ? { entries: rd.entries } : { hardState: rd.hardState, entries: rd.entries };
+        if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) {
+          const batch = {
+            entries: rd.entries,
+            ...(rd.hardState === null ? {} : { hardState: rd.hardState }),
+            ...(rd.snapshot === null ? {} : { snapshot: rd.snapshot }),
+          };
           try {
             await this.opts.storage.save(batch);
           } catch (err) {
@@ -392,7 +542,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         }
         // 2. Send, now that what the messages promise is durable.
         for (const m of rd.messages) this.opts.transport.send(m);
-        // 3. Apply.
+        // 3. Restore from a leader's snapshot, then apply.
+        if (rd.snapshot !== null) {
+          await this.restoreStateMachine(rd.snapshot);
+          if (this.state !== "running") return;
+        }
         for (const e of rd.committedEntries) {
           await this.applyEntry(e);
           if (this.state !== "running") return;
@@ -402,6 +556,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         this.settleReadStates(rd);
         core.advance(rd);
         this.emitChanges(core);
+        await this.maybeSnapshot(core);
       }
     } catch (err) {
       this.fail(err);
@@ -423,9 +578,80 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       if (waiting.term === e.term) waiting.request.pending.resolve(result as Result);
       else waiting.request.pending.reject(new RaftError("DROPPED", `proposal at index ${e.index} was replaced by an entry of term ${e.term}; it was not committed`));
     }
+    if (e.type === "config") {
+      for (const w of this.configWaiters) {
+        if (w.index !== e.index) continue;
+        if (w.term === e.term) w.entered = true;
+        else w.pending.reject(new RaftError("DROPPED", `membership change at index ${e.index} was replaced by an entry of term ${e.term}`));
+      }
+    }
     this.appliedIndex = e.index;
     this.emit("apply", e.index, e.term, e.type);
     this.serveReads(e.index);
+  }
+
+  /** Replaces the state machine's state with a snapshot's. */
+  private async restoreStateMachine(snapshot: Snapshot): Promise<void> {
+    const sm = this.opts.stateMachine;
+    if (typeof sm.restore !== "function") {
+      throw new RaftError("INVALID_STATE", `node ${this.id} received a snapshot but its state machine has no restore()`);
+    }
+    await sm.restore(snapshot.data);
+    const index = snapshot.meta.index;
+    this.appliedIndex = index;
+    this.lastSnapshotIndex = Math.max(this.lastSnapshotIndex, index);
+    // Proposals covered by the snapshot may or may not be in it: their results are lost.
+    for (const [i, waiting] of this.appendedProposals) {
+      if (i > index) continue;
+      this.appendedProposals.delete(i);
+      waiting.request.pending.reject(new RaftError("TIMEOUT", `entry ${i} arrived inside a snapshot; the proposal's outcome is unknown`));
+    }
+    this.serveReads(index);
+    this.emit("snapshot", snapshot.meta.index, snapshot.meta.term);
+  }
+
+  /**
+   * Takes a snapshot and compacts the log when `snapshotThreshold` entries were applied
+   * since the last one, or when {@link RaftNode.snapshot} asked for one. Runs between two
+   * Readies, so nothing is applied meanwhile and the snapshot is exactly the state at
+   * `appliedIndex`.
+   */
+  private async maybeSnapshot(core: Raft): Promise<void> {
+    const sm = this.opts.stateMachine;
+    if (typeof sm.snapshot !== "function") return;
+    const threshold = this.opts.snapshotThreshold;
+    const due = threshold > 0 && this.appliedIndex - this.lastSnapshotIndex >= threshold;
+    const asked = this.snapshotWaiters.length > 0;
+    if (!due && !asked) return;
+    const index = this.appliedIndex;
+    const waiters = this.snapshotWaiters;
+    this.snapshotWaiters = [];
+    // A snapshot from the leader may be waiting for the next Ready: then ours is stale.
+    const newest = Math.max(this.lastSnapshotIndex, core.snapshot?.meta.index ?? 0);
+    if (index <= newest) {
+      for (const w of waiters) w.resolve(newest);
+      return;
+    }
+    const term = core.log.term(index)!;
+    const data = await sm.snapshot();
+    if (this.state !== "running") return;
+    if (core.log.firstIndex() - 1 > index) {
+      // A leader's snapshot arrived while ours was being serialised.
+      for (const w of waiters) w.resolve(core.log.firstIndex() - 1);
+      return;
+    }
+    const snapshot: Snapshot = { meta: { index, term, config: core.config }, data };
+    const compactTo = Math.max(core.log.firstIndex() - 1, index - this.opts.trailingEntries);
+    try {
+      await this.opts.storage.compact(snapshot, compactTo, core.log.term(compactTo)!);
+    } catch (err) {
+      throw new RaftError("STORAGE", `storage compaction failed on ${this.id}`, { cause: err });
+    }
+    if (this.state !== "running") return;
+    core.compact(snapshot, compactTo);
+    this.lastSnapshotIndex = index;
+    this.emit("snapshot", index, term);
+    for (const w of waiters) w.resolve(index);
   }
 
   private settleForwarded(rd: Ready): void {
@@ -492,6 +718,37 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       o.commit = core.log.committed;
       this.emit("commit", o.commit);
     }
+    if (core.config !== o.config) {
+      o.config = core.config;
+      this.onConfigChange(core.config);
+    }
+    if (this.transferWaiters.length > 0) {
+      this.transferWaiters = this.transferWaiters.filter((w) => {
+        if (w.pending.settled) return false;
+        if (core.leader === w.target) w.pending.resolve(w.target);
+        else if (core.role === "leader" && core.leadTransferee === null) {
+          w.pending.reject(new RaftError("TIMEOUT", `${w.target} did not take over within an election timeout; ${this.id} still leads`));
+        } else return true;
+        return false;
+      });
+    }
+  }
+
+  private onConfigChange(config: ClusterConfig): void {
+    this.emit("config", config);
+    const addresses = config.addresses;
+    if (addresses !== undefined && this.opts.transport.setPeerAddresses) {
+      const map = new Map(Object.entries(addresses).filter(([id]) => id !== this.id));
+      this.opts.transport.setPeerAddresses(map);
+    }
+    this.configWaiters = this.configWaiters.filter((w) => {
+      if (w.pending.settled) return false;
+      if (w.entered && !isJoint(config) && sameMembers(config, w.target)) {
+        w.pending.resolve(config);
+        return false;
+      }
+      return true;
+    });
   }
 
   // ---------------------------------------------------------------- stopping
@@ -519,7 +776,13 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       ...this.parkedReads.map((r) => r.pending),
       ...[...this.readBatches.values()].flat().map((r) => r.pending),
       ...this.waitingReads.flatMap((w) => w.reads.map((r) => r.pending)),
+      ...this.snapshotWaiters,
+      ...this.configWaiters.map((w) => w.pending),
+      ...this.transferWaiters.map((w) => w.pending),
     ];
+    this.snapshotWaiters = [];
+    this.configWaiters = [];
+    this.transferWaiters = [];
     this.queuedProposals = [];
     this.parkedProposals = [];
     this.forwardedProposals.clear();

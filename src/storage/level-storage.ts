@@ -1,31 +1,34 @@
 /**
  * LevelStorage: the durable {@link RaftStorage} on LevelDB (classic-level).
  *
- * Key layout, format version 1 (docs/storage-format.md is the long form). Keys and values
- * are raw bytes; integers are big-endian; strings are UTF-8 with a u16 length prefix.
+ * The store's directory holds LevelDB's files and the snapshot data files. The LevelDB key
+ * layout (format version 2) is in level-records.ts, the snapshot files in snapshot-file.ts,
+ * and the long form of both in docs/storage-format.md.
  *
- * ```
- * key                      value
- * "m"            (0x6d)    identity: "RAFTKIT" magic (7 bytes), u8 format version (1),
- *                          u16 len + nodeId, u16 len + clusterId
- * "h"            (0x68)    hard state: u8 version (1), u64 term, u64 commit,
- *                          u8 has-vote (0/1) [, u16 len + vote]
- * "f"            (0x66)    first index: u64, the index of the first entry the log may hold
- * "e" (0x65) + u64 index   one entry, encoded by entry-encoding.ts
- * ```
- *
- * The entry key's index is fixed-width big-endian, so LevelDB's byte order is index order
- * and the log is one contiguous key range between "e" and "f". All three records "m", "h"
- * and "f" are written together when the store is created, and every load requires them:
- * a missing one after creation means corruption, not a new store.
+ * Writes go through one queue, in call order: runs of saves merge into one LevelDB batch
+ * (group commit); a snapshot install or a compaction is a step of its own, because it
+ * must first make its data file durable and then commits in one batch of its own.
  */
-import { readdir } from "node:fs/promises";
 import { ClassicLevel } from "classic-level";
-import type { Entry, HardState } from "../core/messages.js";
-import type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "./storage.js";
+import type { SnapshotMeta } from "../core/messages.js";
+import type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "./storage.js";
 import { RaftError, isRaftError } from "../errors.js";
 import { silentLogger, type Logger } from "../logger.js";
-import { decodeEntry, encodeEntry, isU64Safe, readU64, writeU64 } from "./entry-encoding.js";
+import { encodeEntry, isU64Safe } from "./entry-encoding.js";
+import {
+  HARD_STATE_KEY,
+  LOG_START_KEY,
+  MAX_STRING_BYTES,
+  SNAPSHOT_KEY,
+  checkSnapshotMeta,
+  encodeHardState,
+  encodeLogStart,
+  encodeSnapshotRecord,
+  entryKey,
+  type LogStart,
+} from "./level-records.js";
+import { EMPTY_LOG_START, checkLocation, openError, readOrCreate, removeStraySnapshotFiles } from "./level-read.js";
+import { removeFile, writeSnapshotFile, type SnapshotFileInfo } from "./snapshot-file.js";
 
 /**
  * Options for {@link LevelStorage}.
@@ -59,36 +62,29 @@ export interface LevelStorageOptions {
  * Counters of a {@link LevelStorage}: how often it wrote and synced, for monitoring and benchmarks.
  * @public
  */
+/**
+ * Counters of a {@link LevelStorage}: how often it wrote and synced, for monitoring and benchmarks.
+ * @public
+ */
 export interface LevelStorageStats {
   /** `save()` calls that were written (or failed) as part of a batch. */
   readonly saves: number;
-  /** LevelDB batches written for saves: one fsync each when `sync` is on. */
+  /** LevelDB batches written, for saves and for compactions: one fsync each when `sync` is on. */
   readonly batches: number;
 }
 
-/** The store's on-disk format version (the identity record's). */
-const FORMAT_VERSION = 1;
-const HARD_STATE_VERSION = 1;
-const MAGIC = new TextEncoder().encode("RAFTKIT");
-const MAX_STRING_BYTES = 0xffff;
-
-const IDENTITY_KEY = Uint8Array.of(0x6d); // "m"
-const HARD_STATE_KEY = Uint8Array.of(0x68); // "h"
-const FIRST_INDEX_KEY = Uint8Array.of(0x66); // "f"
-const ENTRY_PREFIX = 0x65; // "e"; entries lie strictly between "e" and "f"
-const ENTRY_RANGE = { gt: Uint8Array.of(ENTRY_PREFIX), lt: Uint8Array.of(ENTRY_PREFIX + 1) };
-
-/** The files LevelDB itself creates; a directory holding only these is a (partial) LevelDB. */
-const LEVELDB_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(log|ldb|sst|dbtmp))$/;
-
-const EMPTY_HARD_STATE: HardState = { term: 0, vote: null, commit: 0 };
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 type Bytes = Uint8Array;
 
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /** Saves merged into one `db.batch` (group commit). */
 interface Group {
+  readonly kind: "group";
   /** Index of `puts[0]`; meaningful only when `puts` is not empty. */
   firstIndex: number;
   /** Encoded entries, contiguous from `firstIndex`: the newest tail of the log. */
@@ -96,8 +92,26 @@ interface Group {
   /** The newest encoded hard state among the merged saves. */
   hardState: Bytes | undefined;
   /** One per merged save, settled in order once the batch is durable (or failed). */
-  waiters: { resolve: () => void; reject: (err: unknown) => void }[];
+  readonly waiters: Waiter[];
 }
+
+/** A snapshot install (a save with `snapshot`) or a compaction: one batch of its own. */
+interface SnapshotStep {
+  readonly kind: "snapshot";
+  /** `install` replaces the whole log; `compact` drops the prefix before `start.firstIndex`. */
+  readonly mode: "install" | "compact";
+  readonly meta: SnapshotMeta;
+  /** The data file, being written since the call was accepted. */
+  readonly file: Promise<SnapshotFileInfo>;
+  /** The log start ("f") after this step. */
+  readonly start: LogStart;
+  /** Install only: the batch's encoded entries, contiguous from `start.firstIndex`. */
+  readonly puts: Bytes[];
+  readonly hardState: Bytes | undefined;
+  readonly waiter: Waiter;
+}
+
+type Step = Group | SnapshotStep;
 
 /**
  * A {@link RaftStorage} on LevelDB via classic-level: durable when `sync` is on (the default).
@@ -106,6 +120,12 @@ interface Group {
  * they replace, and the hard state. Saves that arrive while a write is in flight are merged
  * into the next single batch (group commit: one fsync for all of them); each caller's
  * promise resolves once its own data is durable.
+ *
+ * Snapshot data lives in files of its own in the store's directory (large snapshots do not
+ * belong in LevelDB); LevelDB holds each snapshot's metadata, file name, length and SHA-256,
+ * and `load()` verifies the file against them. A snapshot install or a compaction writes
+ * and fsyncs the file first, then commits the metadata, the new log start and the entry
+ * deletions in one batch, ordered with the saves around it.
  *
  * The store records the node id and cluster id it was created for and refuses to open for
  * any other, so a misconfigured node cannot adopt another node's votes and log. LevelDB's
@@ -128,17 +148,22 @@ export class LevelStorage implements RaftStorage {
   private loading: Promise<unknown> | undefined;
   private closing: Promise<void> | undefined;
   private flushing: Promise<void> | undefined;
-  private pending: Group | undefined;
+  /** Steps accepted and not yet being written, in call order. Only the last may be an open group. */
+  private queue: Step[] = [];
   /** Set when a write failed: what is on disk is then unknown, so every later save fails. */
   private failure: RaftError | undefined;
 
-  private logFirstIndex = 1;
-  // Invariant: with no write pending or in flight (and none failed),
-  // durableLastIndex === acceptedLastIndex.
-  /** The last entry index on disk, after the batches written so far. */
-  private durableLastIndex = 0;
-  /** The last entry index once every accepted save is written: gap checks use it. */
+  // The log as it will be once every accepted step is written: calls are checked against it.
+  // Invariant: with no step queued or in flight (and none failed), accepted === durable.
+  private acceptedStart: LogStart = EMPTY_LOG_START;
   private acceptedLastIndex = 0;
+  // The log on disk, after the batches written so far: batches are built from it.
+  private durableFirstIndex = 1;
+  private durableLastIndex = 0;
+  /** The snapshot file the committed snapshot record names; removed once a newer one commits. */
+  private durableSnapshotFile: string | undefined;
+  /** The generation of the next snapshot file: above every file that may exist, so never a reuse. */
+  private nextGeneration = 1;
 
   private saveCount = 0;
   private batchCount = 0;
@@ -175,7 +200,9 @@ export class LevelStorage implements RaftStorage {
    * Opens the store (creating it when the directory is new or empty) and returns what it
    * holds. Rejects with `STORAGE` when the directory is not a raftkit store, belongs to
    * another node or cluster, or is locked by another opener; with `CORRUPT` when a record
-   * fails validation. A failed load writes nothing and releases the directory.
+   * fails validation or the snapshot file does not match its recorded length and SHA-256.
+   * A failed load writes nothing and releases the directory. A successful one removes the
+   * snapshot files a crash left behind (temp files, and files no record names).
    */
   async load(): Promise<StoredState> {
     if (this.closing !== undefined) throw new RaftError("INVALID_STATE", "LevelStorage.load while close() is in progress");
@@ -197,28 +224,26 @@ export class LevelStorage implements RaftStorage {
 
   /**
    * Writes one batch atomically; resolves once it is durable. Concurrent calls are safe
-   * and are merged into as few LevelDB batches as possible.
+   * and are merged into as few LevelDB batches as possible. A batch with a `snapshot`
+   * writes the snapshot file first and then commits alone, replacing the whole log.
    */
   async save(batch: StorageBatch): Promise<void> {
-    if (this.closing !== undefined || this.state !== "open") {
-      throw new RaftError("STOPPED", `LevelStorage.save on a store that is not open (${this.location})`);
-    }
-    if (this.failure !== undefined) {
-      throw new RaftError("STORAGE", "LevelStorage.save after an earlier write failed", { cause: this.failure });
-    }
-    // Validate and encode everything before touching the pending group, so that a
-    // rejected save leaves no trace. No await between here and the merge: the gap check
-    // must hold for the state the merge sees.
+    this.checkWritable("save");
+    // Validate and encode everything before touching the queue, so that a rejected save
+    // leaves no trace. No await between here and the enqueue: the gap check must hold
+    // for the state the enqueue sees.
+    const snapshot = batch.snapshot;
+    if (snapshot !== undefined) checkSnapshot(snapshot);
+    // An install restarts the log right after the snapshot; entries in the same batch follow it.
+    const logFirst = snapshot === undefined ? this.acceptedStart.firstIndex : snapshot.meta.index + 1;
+    const logNext = snapshot === undefined ? this.acceptedLastIndex + 1 : logFirst;
     const entries = batch.entries ?? [];
     let first = 0;
     const puts: Bytes[] = [];
     if (entries.length > 0) {
       first = entries[0]!.index;
-      if (!Number.isSafeInteger(first) || first < this.logFirstIndex || first > this.acceptedLastIndex + 1) {
-        throw new RaftError(
-          "STORAGE",
-          `append at index ${first} leaves a gap or rewrites compacted entries (log holds ${this.logFirstIndex}..${this.acceptedLastIndex})`,
-        );
+      if (!Number.isSafeInteger(first) || first < logFirst || first > logNext) {
+        throw new RaftError("STORAGE", `append at index ${first} leaves a gap or rewrites compacted entries (log holds ${logFirst}..${logNext - 1})`);
       }
       for (let k = 0; k < entries.length; k++) {
         const entry = entries[k]!;
@@ -230,7 +255,15 @@ export class LevelStorage implements RaftStorage {
     }
     const hardState = batch.hardState === undefined ? undefined : encodeHardState(batch.hardState);
 
-    const group = (this.pending ??= { firstIndex: 0, puts: [], hardState: undefined, waiters: [] });
+    if (snapshot !== undefined) {
+      const start = { firstIndex: logFirst, compactedTerm: snapshot.meta.term };
+      this.acceptedStart = start;
+      this.acceptedLastIndex = logFirst + puts.length - 1;
+      return this.enqueueSnapshot("install", snapshot, start, puts, hardState);
+    }
+
+    const last = this.queue.at(-1);
+    const group = last?.kind === "group" ? last : this.push({ kind: "group", firstIndex: 0, puts: [], hardState: undefined, waiters: [] });
     if (puts.length > 0) {
       // The new entries replace everything from `first` on, in the pending group too.
       if (group.puts.length === 0 || first <= group.firstIndex) {
@@ -248,6 +281,29 @@ export class LevelStorage implements RaftStorage {
     return durable;
   }
 
+  /**
+   * Stores a snapshot this node took and removes the entries up to and including
+   * `compactTo`; resolves once durable. Ordered with the saves around it. Rejects with
+   * `STORAGE` when `compactTo` is past the snapshot or the snapshot is past the last
+   * stored entry; with `TypeError`/`RangeError` for malformed arguments.
+   */
+  async compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {
+    this.checkWritable("compact");
+    checkSnapshot(snapshot);
+    if (!isU64Safe(compactTo)) throw new RangeError(`compactTo must be a safe non-negative integer (got ${compactTo})`);
+    if (!isU64Safe(compactToTerm)) throw new RangeError(`compactToTerm must be a safe non-negative integer (got ${compactToTerm})`);
+    if (compactTo > snapshot.meta.index) {
+      throw new RaftError("STORAGE", `compaction to ${compactTo} goes past the snapshot at ${snapshot.meta.index}`);
+    }
+    if (snapshot.meta.index > this.acceptedLastIndex) {
+      throw new RaftError("STORAGE", `snapshot at ${snapshot.meta.index} is beyond the last stored entry ${this.acceptedLastIndex}`);
+    }
+    // Compacting to an index already compacted only replaces the snapshot.
+    const start = compactTo >= this.acceptedStart.firstIndex ? { firstIndex: compactTo + 1, compactedTerm: compactToTerm } : this.acceptedStart;
+    this.acceptedStart = start;
+    return this.enqueueSnapshot("compact", snapshot, start, [], undefined);
+  }
+
   /** Waits for pending saves to settle, then closes the store. Safe to call more than once. */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
@@ -256,6 +312,33 @@ export class LevelStorage implements RaftStorage {
       this.closing = undefined;
     });
     return this.closing;
+  }
+
+  private checkWritable(method: string): void {
+    if (this.closing !== undefined || this.state !== "open") {
+      throw new RaftError("STOPPED", `LevelStorage.${method} on a store that is not open (${this.location})`);
+    }
+    if (this.failure !== undefined) {
+      throw new RaftError("STORAGE", `LevelStorage.${method} after an earlier write failed`, { cause: this.failure });
+    }
+  }
+
+  private push<S extends Step>(step: S): S {
+    this.queue.push(step);
+    return step;
+  }
+
+  /** Queues a snapshot step and starts writing its file now, so that the file's fsync overlaps the batches ahead of it. */
+  private enqueueSnapshot(mode: SnapshotStep["mode"], snapshot: Snapshot, start: LogStart, puts: Bytes[], hardState: Bytes | undefined): Promise<void> {
+    const file = writeSnapshotFile(this.location, this.nextGeneration++, snapshot.data, this.sync);
+    // Awaited by the step; marked handled here so that a failure while earlier steps are
+    // still being written is not reported as unhandled.
+    file.catch(noop);
+    const durable = new Promise<void>((resolve, reject) => {
+      this.push({ kind: "snapshot", mode, meta: snapshot.meta, file, start, puts, hardState, waiter: { resolve, reject } });
+    });
+    this.flushing ??= this.flushLoop();
+    return durable;
   }
 
   private async shutdown(): Promise<void> {
@@ -273,21 +356,21 @@ export class LevelStorage implements RaftStorage {
     }
   }
 
-  /** Writes pending groups one after another until none is left. */
+  /** Writes queued steps one after another until none is left. */
   private async flushLoop(): Promise<void> {
     // One microtask: saves issued by the same synchronous code (a loop of save() calls)
     // join the first batch instead of waiting behind a batch of one.
     await Promise.resolve();
     for (;;) {
-      const group = this.pending;
-      if (group === undefined) {
+      const step = this.queue.shift();
+      if (step === undefined) {
         // Cleared in the same synchronous step as the check, so a save arriving later
         // always starts a new loop and is never stranded.
         this.flushing = undefined;
         return;
       }
-      this.pending = undefined;
-      await this.writeGroup(group);
+      if (step.kind === "group") await this.writeGroup(step);
+      else await this.writeSnapshotStep(step);
     }
   }
 
@@ -295,8 +378,7 @@ export class LevelStorage implements RaftStorage {
   private async writeGroup(group: Group): Promise<void> {
     const db = this.db;
     if (this.failure !== undefined || db === undefined) {
-      const err = new RaftError("STORAGE", "LevelStorage write skipped after an earlier failure", { cause: this.failure });
-      for (const w of group.waiters) w.reject(err);
+      this.skip(group.waiters);
       return;
     }
     this.saveCount += group.waiters.length;
@@ -315,9 +397,7 @@ export class LevelStorage implements RaftStorage {
         await batch.write({ sync: this.sync });
       } catch (err) {
         await batch.close().catch(noop);
-        this.failure = new RaftError("STORAGE", `LevelDB write at ${this.location} failed`, { cause: err });
-        this.logger.error("level storage write failed; the store refuses further saves", { location: this.location, error: String(err) });
-        for (const w of group.waiters) w.reject(this.failure);
+        this.fail(`LevelDB write at ${this.location} failed`, err, group.waiters);
         return;
       }
     }
@@ -325,9 +405,83 @@ export class LevelStorage implements RaftStorage {
     for (const w of group.waiters) w.resolve();
   }
 
+  /**
+   * Commits a snapshot step once its file is durable: the snapshot record, the log start
+   * and the entry deletions (plus, for an install, the new entries and hard state) in one
+   * batch. Then removes the previous snapshot file. Never throws.
+   */
+  private async writeSnapshotStep(step: SnapshotStep): Promise<void> {
+    const db = this.db;
+    if (this.failure !== undefined || db === undefined) {
+      // Its file is an orphan that the next load removes; waited for, so that no write
+      // into the directory outlives close().
+      await step.file.catch(noop);
+      this.skip([step.waiter]);
+      return;
+    }
+    if (step.mode === "install") this.saveCount++;
+    let file: SnapshotFileInfo;
+    try {
+      file = await step.file;
+    } catch (err) {
+      this.fail(`writing a snapshot file in ${this.location} failed`, err, [step.waiter]);
+      return;
+    }
+    this.batchCount++;
+    const batch = db.batch();
+    // An install drops the whole log; a compaction the entries before the new start.
+    const deleteTo = step.mode === "install" ? this.durableLastIndex : Math.min(step.start.firstIndex - 1, this.durableLastIndex);
+    try {
+      for (let i = this.durableFirstIndex; i <= deleteTo; i++) batch.del(entryKey(i));
+      for (let k = 0; k < step.puts.length; k++) batch.put(entryKey(step.start.firstIndex + k), step.puts[k]!);
+      batch.put(LOG_START_KEY, encodeLogStart(step.start));
+      batch.put(SNAPSHOT_KEY, encodeSnapshotRecord({ meta: step.meta, ...file }));
+      if (step.hardState !== undefined) batch.put(HARD_STATE_KEY, step.hardState);
+      await batch.write({ sync: this.sync });
+    } catch (err) {
+      await batch.close().catch(noop);
+      // The new file stays: whether the batch reached the disk is unknown, and the next
+      // load keeps whichever file the record names.
+      this.fail(`LevelDB write at ${this.location} failed`, err, [step.waiter]);
+      return;
+    }
+    const previous = this.durableSnapshotFile;
+    this.durableSnapshotFile = file.fileName;
+    this.durableFirstIndex = step.start.firstIndex;
+    if (step.mode === "install") this.durableLastIndex = step.start.firstIndex + step.puts.length - 1;
+    if (previous !== undefined && previous !== file.fileName) {
+      // Unreferenced since the commit. Removed before the caller hears back, so that a
+      // resolved compact() leaves one snapshot file; if this fails (or the process dies
+      // first) the next load removes it.
+      await removeFile(this.location, previous).catch((err: unknown) =>
+        this.logger.warn("level storage could not remove an old snapshot file", { location: this.location, file: previous, error: String(err) }),
+      );
+    }
+    this.logger.debug(step.mode === "install" ? "level storage installed a snapshot" : "level storage compacted", {
+      location: this.location,
+      snapshotIndex: step.meta.index,
+      firstIndex: step.start.firstIndex,
+      file: file.fileName,
+    });
+    step.waiter.resolve();
+  }
+
+  /** Rejects the waiters of a step that comes after a failed one. */
+  private skip(waiters: readonly Waiter[]): void {
+    const err = new RaftError("STORAGE", "LevelStorage write skipped after an earlier failure", { cause: this.failure });
+    for (const w of waiters) w.reject(err);
+  }
+
+  /** Records a failed write: the store refuses every later write, since what is on disk is unknown. */
+  private fail(message: string, cause: unknown, waiters: readonly Waiter[]): void {
+    this.failure = new RaftError("STORAGE", message, { cause });
+    this.logger.error("level storage write failed; the store refuses further writes", { location: this.location, error: String(cause) });
+    for (const w of waiters) w.reject(this.failure);
+  }
+
   private async open(): Promise<StoredState> {
     this.failure = undefined;
-    this.pending = undefined;
+    this.queue = [];
     await checkLocation(this.location);
     const db = new ClassicLevel<Bytes, Bytes>(this.location, { keyEncoding: "view", valueEncoding: "view" });
     try {
@@ -336,17 +490,22 @@ export class LevelStorage implements RaftStorage {
       throw openError(err, this.location);
     }
     try {
-      const stored = await this.readOrCreate(db);
+      const { location, nodeId, clusterId, sync, logger } = this;
+      const { stored, snapshotFile } = await readOrCreate(db, { location, nodeId, clusterId, sync, logger });
+      this.nextGeneration = await removeStraySnapshotFiles(location, snapshotFile, logger);
       this.db = db;
-      this.logFirstIndex = stored.firstIndex;
+      this.acceptedStart = { firstIndex: stored.firstIndex, compactedTerm: stored.compactedTerm };
+      this.durableFirstIndex = stored.firstIndex;
       this.durableLastIndex = stored.firstIndex + stored.entries.length - 1;
       this.acceptedLastIndex = this.durableLastIndex;
+      this.durableSnapshotFile = snapshotFile;
       this.logger.info("level storage opened", {
         location: this.location,
         nodeId: this.nodeId,
         clusterId: this.clusterId,
         firstIndex: stored.firstIndex,
         entries: stored.entries.length,
+        snapshotIndex: stored.snapshot?.meta.index ?? null,
       });
       return stored;
     } catch (err) {
@@ -356,61 +515,16 @@ export class LevelStorage implements RaftStorage {
       throw new RaftError("STORAGE", `reading LevelDB at ${this.location} failed`, { cause: err });
     }
   }
-
-  private async readOrCreate(db: ClassicLevel<Bytes, Bytes>): Promise<StoredState> {
-    const identity = await db.get(IDENTITY_KEY);
-    if (identity === undefined) {
-      if ((await db.keys({ limit: 1 }).all()).length > 0) {
-        throw new RaftError("STORAGE", `${this.location} is a LevelDB database but not a raftkit store (no identity record)`);
-      }
-      await db.batch(
-        [
-          { type: "put", key: IDENTITY_KEY, value: encodeIdentity(this.nodeId, this.clusterId) },
-          { type: "put", key: FIRST_INDEX_KEY, value: encodeU64(1) },
-          { type: "put", key: HARD_STATE_KEY, value: encodeHardState(EMPTY_HARD_STATE) },
-        ],
-        { sync: this.sync },
-      );
-      this.logger.info("level storage created", { location: this.location, nodeId: this.nodeId, clusterId: this.clusterId });
-      return { hardState: EMPTY_HARD_STATE, entries: [], firstIndex: 1 };
-    }
-    const owner = decodeIdentity(identity, this.location);
-    if (owner.nodeId !== this.nodeId || owner.clusterId !== this.clusterId) {
-      throw new RaftError(
-        "STORAGE",
-        `${this.location} belongs to node "${owner.nodeId}" of cluster "${owner.clusterId}", not node "${this.nodeId}" of cluster "${this.clusterId}"`,
-      );
-    }
-    const hardStateBytes = await db.get(HARD_STATE_KEY);
-    if (hardStateBytes === undefined) throw new RaftError("CORRUPT", `${this.location}: the hard state record is missing`);
-    const hardState = decodeHardState(hardStateBytes);
-    const firstIndexBytes = await db.get(FIRST_INDEX_KEY);
-    const firstIndex = firstIndexBytes === undefined ? undefined : decodeU64(firstIndexBytes);
-    if (firstIndex === undefined || firstIndex < 1) {
-      throw new RaftError("CORRUPT", `${this.location}: the first-index record is missing or malformed`);
-    }
-    const entries: Entry[] = [];
-    for await (const [key, value] of db.iterator(ENTRY_RANGE)) {
-      const expected = firstIndex + entries.length;
-      const index = key.byteLength === 9 ? readU64(new DataView(key.buffer, key.byteOffset, 9), 1) : undefined;
-      if (index === undefined) throw new RaftError("CORRUPT", `${this.location}: malformed entry key of ${key.byteLength} bytes`);
-      if (index !== expected) {
-        throw new RaftError("CORRUPT", `${this.location}: the log has a gap: entry ${index} where ${expected} was expected`);
-      }
-      let entry: Entry;
-      try {
-        entry = decodeEntry(value);
-      } catch (err) {
-        throw new RaftError("CORRUPT", `${this.location}: entry ${index} is undecodable`, { cause: err });
-      }
-      if (entry.index !== index) throw new RaftError("CORRUPT", `${this.location}: entry stored under ${index} says index ${entry.index}`);
-      entries.push(entry);
-    }
-    return { hardState, entries, firstIndex };
-  }
 }
 
 function noop(): void {}
+
+/** Validates a snapshot given by a caller: malformed input is the caller's bug. */
+function checkSnapshot(snapshot: Snapshot): void {
+  if (typeof snapshot !== "object" || snapshot === null) throw new TypeError("snapshot must be an object");
+  checkSnapshotMeta(snapshot.meta);
+  if (!(snapshot.data instanceof Uint8Array)) throw new TypeError("snapshot.data must be a Uint8Array");
+}
 
 function checkName(value: unknown, option: string): string {
   if (typeof value !== "string" || value === "") throw new TypeError(`LevelStorageOptions.${option} must be a non-empty string`);
@@ -420,160 +534,3 @@ function checkName(value: unknown, option: string): string {
   return value;
 }
 
-/**
- * Refuses a directory that holds files LevelDB did not make, before LevelDB writes into it.
- * A directory with only LevelDB's files and no CURRENT is a creation interrupted by a crash.
- */
-async function checkLocation(location: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(location);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw new RaftError("STORAGE", `cannot read the storage directory ${location}`, { cause: err });
-  }
-  if (names.includes("CURRENT")) return;
-  const foreign = names.filter((n) => !LEVELDB_FILE.test(n));
-  if (foreign.length > 0) {
-    throw new RaftError(
-      "STORAGE",
-      `${location} is not a raftkit store: it holds files that are not LevelDB's (${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", …" : ""})`,
-    );
-  }
-}
-
-function openError(err: unknown, location: string): RaftError {
-  const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
-  if (cause?.code === "LEVEL_LOCKED") {
-    return new RaftError("STORAGE", `${location} is locked: another LevelStorage instance or process has it open`, { cause: err });
-  }
-  if (cause?.code === "LEVEL_CORRUPTION") {
-    return new RaftError("CORRUPT", `LevelDB reports corruption at ${location}`, { cause: err });
-  }
-  return new RaftError("STORAGE", `opening LevelDB at ${location} failed`, { cause: err });
-}
-
-function entryKey(index: number): Bytes {
-  const key = new Uint8Array(9);
-  key[0] = ENTRY_PREFIX;
-  writeU64(new DataView(key.buffer), 1, index);
-  return key;
-}
-
-function encodeU64(value: number): Bytes {
-  const out = new Uint8Array(8);
-  writeU64(new DataView(out.buffer), 0, value);
-  return out;
-}
-
-function decodeU64(bytes: Bytes): number | undefined {
-  return bytes.byteLength === 8 ? readU64(new DataView(bytes.buffer, bytes.byteOffset, 8), 0) : undefined;
-}
-
-function encodeIdentity(nodeId: string, clusterId: string): Bytes {
-  const node = utf8.encode(nodeId);
-  const cluster = utf8.encode(clusterId);
-  const out = new Uint8Array(MAGIC.byteLength + 1 + 2 + node.byteLength + 2 + cluster.byteLength);
-  const view = new DataView(out.buffer);
-  out.set(MAGIC, 0);
-  let at = MAGIC.byteLength;
-  view.setUint8(at, FORMAT_VERSION);
-  at += 1;
-  view.setUint16(at, node.byteLength);
-  out.set(node, at + 2);
-  at += 2 + node.byteLength;
-  view.setUint16(at, cluster.byteLength);
-  out.set(cluster, at + 2);
-  return out;
-}
-
-/** Reads the identity record: wrong magic means "not ours" (STORAGE), bad structure CORRUPT. */
-function decodeIdentity(bytes: Bytes, location: string): { nodeId: string; clusterId: string } {
-  if (bytes.byteLength < MAGIC.byteLength || MAGIC.some((b, i) => bytes[i] !== b)) {
-    throw new RaftError("STORAGE", `${location} is not a raftkit store (its identity record has no raftkit magic)`);
-  }
-  const reader = new Reader(bytes, MAGIC.byteLength, "identity record");
-  const version = reader.u8();
-  if (version !== FORMAT_VERSION) {
-    throw new RaftError("STORAGE", `${location} has storage format version ${version}; this raftkit reads version ${FORMAT_VERSION}`);
-  }
-  const nodeId = reader.string();
-  const clusterId = reader.string();
-  reader.end();
-  return { nodeId, clusterId };
-}
-
-/** Validates and encodes a hard state; bad values are the caller's bug (TypeError/RangeError). */
-function encodeHardState(hs: HardState): Bytes {
-  if (!isU64Safe(hs.term)) throw new RangeError(`hardState.term must be a safe non-negative integer (got ${hs.term})`);
-  if (!isU64Safe(hs.commit)) throw new RangeError(`hardState.commit must be a safe non-negative integer (got ${hs.commit})`);
-  if (hs.vote !== null && typeof hs.vote !== "string") throw new TypeError("hardState.vote must be a string or null");
-  const vote = hs.vote === null ? undefined : utf8.encode(hs.vote);
-  if (vote !== undefined && vote.byteLength > MAX_STRING_BYTES) throw new RangeError(`hardState.vote is longer than ${MAX_STRING_BYTES} bytes`);
-  const out = new Uint8Array(1 + 8 + 8 + 1 + (vote === undefined ? 0 : 2 + vote.byteLength));
-  const view = new DataView(out.buffer);
-  view.setUint8(0, HARD_STATE_VERSION);
-  writeU64(view, 1, hs.term);
-  writeU64(view, 9, hs.commit);
-  view.setUint8(17, vote === undefined ? 0 : 1);
-  if (vote !== undefined) {
-    view.setUint16(18, vote.byteLength);
-    out.set(vote, 20);
-  }
-  return out;
-}
-
-function decodeHardState(bytes: Bytes): HardState {
-  const reader = new Reader(bytes, 0, "hard state record");
-  const version = reader.u8();
-  if (version !== HARD_STATE_VERSION) throw new RaftError("CORRUPT", `hard state record has unknown version ${version}`);
-  const term = reader.u64();
-  const commit = reader.u64();
-  const hasVote = reader.u8();
-  if (hasVote > 1) throw new RaftError("CORRUPT", `hard state record has a bad vote flag ${hasVote}`);
-  const vote = hasVote === 1 ? reader.string() : null;
-  reader.end();
-  return { term, vote, commit };
-}
-
-/** A bounds-checked reader over untrusted bytes: every failure is CORRUPT. */
-class Reader {
-  private readonly view: DataView;
-  constructor(
-    private readonly bytes: Bytes,
-    private at: number,
-    private readonly what: string,
-  ) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  private need(n: number): void {
-    if (this.at + n > this.bytes.byteLength) throw new RaftError("CORRUPT", `${this.what} is truncated (${this.bytes.byteLength} bytes)`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.view.getUint8(this.at++);
-  }
-  u64(): number {
-    this.need(8);
-    const value = readU64(this.view, this.at);
-    if (value === undefined) throw new RaftError("CORRUPT", `${this.what} holds a number beyond Number.MAX_SAFE_INTEGER`);
-    this.at += 8;
-    return value;
-  }
-  string(): string {
-    this.need(2);
-    const length = this.view.getUint16(this.at);
-    this.at += 2;
-    this.need(length);
-    const slice = this.bytes.subarray(this.at, this.at + length);
-    this.at += length;
-    try {
-      return strictUtf8.decode(slice);
-    } catch (err) {
-      throw new RaftError("CORRUPT", `${this.what} holds invalid UTF-8`, { cause: err });
-    }
-  }
-  end(): void {
-    if (this.at !== this.bytes.byteLength) throw new RaftError("CORRUPT", `${this.what} has ${this.bytes.byteLength - this.at} trailing bytes`);
-  }
-}

@@ -1,4 +1,6 @@
-import type { Entry, HardState } from "../core/messages.js";
+import type { Entry, HardState, Snapshot } from "../core/messages.js";
+
+export type { Snapshot };
 
 /**
  * What a node finds in its storage when it starts.
@@ -14,6 +16,10 @@ export interface StoredState {
    * `entries`, when not empty, starts here.
    */
   readonly firstIndex: number;
+  /** The term of the entry at `firstIndex - 1`, which was compacted away (0 when nothing was). */
+  readonly compactedTerm: number;
+  /** The latest snapshot, or null when none was taken or received. */
+  readonly snapshot: Snapshot | null;
 }
 
 /**
@@ -28,6 +34,12 @@ export interface StorageBatch {
    * removed first (a conflicting suffix is truncated). Contiguous and in index order.
    */
   readonly entries?: readonly Entry[];
+  /**
+   * A snapshot received from the leader. It replaces the stored snapshot and the whole
+   * log: every stored entry is removed and the log restarts after the snapshot
+   * (`firstIndex = meta.index + 1`, `compactedTerm = meta.term`). Applied before `entries`.
+   */
+  readonly snapshot?: Snapshot;
 }
 
 /**
@@ -55,6 +67,14 @@ export interface RaftStorage {
   load(): Promise<StoredState>;
   /** Durably writes one batch, atomically. */
   save(batch: StorageBatch): Promise<void>;
+  /**
+   * Durably stores a snapshot this node took of its own state machine and removes the
+   * entries up to and including `compactTo` (at most `snapshot.meta.index`; entries after
+   * it stay, so that slow followers can still catch up from the log). `compactToTerm` is
+   * the term of the entry at `compactTo`, returned later as `compactedTerm`. Atomic: after
+   * a crash either the old snapshot and log or the new ones are there.
+   */
+  compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void>;
   /** Releases the storage. Pending saves settle first. Safe to call more than once. */
   close(): Promise<void>;
 }

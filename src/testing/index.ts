@@ -4,7 +4,7 @@
 // users of raftkit/testing can name them from one import.
 export type { Clock, TimerHandle } from "../node/clock.js";
 export type { Entry, HardState, Message, NodeId } from "../core/messages.js";
-export type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+export type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
 export type { MessageHandler, Transport } from "../transport/transport.js";
 export type { ApplyMeta, StateMachine } from "../state-machine.js";
 export type { KvCommand, KvResult } from "../kv/commands.js";
@@ -39,3 +39,5 @@ export type {
   StepResult,
   UnknownLinearizabilityResult,
 } from "./linearizability.js";
+export { transportConformance } from "./transport-conformance.js";
+export type { TransportConformanceAssertion, TransportConformanceContext, TransportConformanceOptions } from "./transport-conformance.js";

@@ -66,6 +66,11 @@ export class SafetyChecker {
     this.appliedAt.set(index, commandId);
   }
 
+  /** Node `id` restored a snapshot whose state includes exactly the commands `commandIds`. */
+  onRestore(id: NodeId, commandIds: Iterable<string>): void {
+    this.watch(id).appliedIds = new Set(commandIds);
+  }
+
   /** A proposal's promise resolved: the command is committed at (`index`, `term`). */
   onResolved(commandId: string, index: number, term: number): void {
     const applied = this.appliedAt.get(index);

@@ -1,6 +1,5 @@
-import type { Entry, HardState } from "../core/messages.js";
-import { RaftError } from "../errors.js";
-import type { RaftStorage, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+import type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+import { LogImage } from "../storage/log-image.js";
 import type { Prng } from "./prng.js";
 import type { Scheduler } from "./scheduler.js";
 
@@ -9,9 +8,8 @@ import type { Scheduler } from "./scheduler.js";
  * @public
  */
 export class SimDisk {
-  hardState: HardState = { term: 0, vote: null, commit: 0 };
-  entries: Entry[] = [];
-  firstIndex = 1;
+  /** @internal */
+  readonly image = new LogImage();
   /** Completed writes. */
   writes = 0;
 }
@@ -35,22 +33,20 @@ export class SimStorage implements RaftStorage {
   ) {}
 
   async load(): Promise<StoredState> {
-    return { hardState: this.disk.hardState, entries: [...this.disk.entries], firstIndex: this.disk.firstIndex };
+    return this.disk.image.state();
   }
 
   save(batch: StorageBatch): Promise<void> {
-    if (this.crashed) return new Promise(() => {});
-    return new Promise((resolve, reject) => {
-      this.scheduler.at(this.rng.between(this.minLatencyMs, this.maxLatencyMs), () => {
-        if (this.crashed) return; // the process is gone: nobody waits, nothing was written
-        try {
-          this.write(batch);
-        } catch (err) {
-          reject(err);
-          return;
-        }
-        resolve();
-      });
+    return this.write(() => {
+      this.disk.image.check(batch);
+      this.disk.image.apply(batch);
+    });
+  }
+
+  compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {
+    return this.write(() => {
+      this.disk.image.checkCompact(snapshot, compactTo);
+      this.disk.image.compact(snapshot, compactTo, compactToTerm);
     });
   }
 
@@ -61,18 +57,20 @@ export class SimStorage implements RaftStorage {
     this.crashed = true;
   }
 
-  private write(batch: StorageBatch): void {
-    const d = this.disk;
-    const entries = batch.entries ?? [];
-    if (entries.length > 0) {
-      const first = entries[0]!.index;
-      if (first < d.firstIndex || first > d.firstIndex + d.entries.length) {
-        throw new RaftError("STORAGE", `SimStorage: append at ${first} does not fit log ${d.firstIndex}..${d.firstIndex + d.entries.length - 1}`);
-      }
-      d.entries.length = first - d.firstIndex;
-      for (const e of entries) d.entries.push(e);
-    }
-    if (batch.hardState) d.hardState = batch.hardState;
-    d.writes++;
+  private write(commit: () => void): Promise<void> {
+    if (this.crashed) return new Promise(() => {});
+    return new Promise((resolve, reject) => {
+      this.scheduler.at(this.rng.between(this.minLatencyMs, this.maxLatencyMs), () => {
+        if (this.crashed) return; // the process is gone: nobody waits, nothing was written
+        try {
+          commit();
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        this.disk.writes++;
+        resolve();
+      });
+    });
   }
 }

@@ -54,6 +54,14 @@ export interface SimulationKnobs {
   readonly partitions: boolean;
   /** Client request deadline, virtual milliseconds. */
   readonly requestTimeoutMs: number;
+  /** Entries between automatic snapshots (0: never), entries kept behind one, and chunk size. */
+  readonly snapshotThreshold: number;
+  readonly trailingEntries: number;
+  readonly snapshotChunkBytes: number;
+  /** How many of the nodes start as voters; the others start empty and wait to be added. */
+  readonly initialVoters: number;
+  /** Whether to add and remove members and transfer leadership at random. */
+  readonly membership: boolean;
 }
 
 /**
@@ -136,6 +144,11 @@ export function drawKnobs(rng: Prng): SimulationKnobs {
     crashes: rng.chance(0.75),
     partitions: rng.chance(0.75),
     requestTimeoutMs: rng.pick([500, 2000]),
+    snapshotThreshold: rng.pick([0, 10, 50, 200]),
+    trailingEntries: rng.pick([0, 5, 100]),
+    snapshotChunkBytes: rng.pick([16, 256, 1 << 20]),
+    initialVoters: 0, // 0: every node; resolved against the cluster size by the run
+    membership: rng.chance(0.4),
   };
 }
 
@@ -152,12 +165,28 @@ function settle(): Promise<void> {
 }
 
 class RegisterMap implements StateMachine<{ key: string; value: number }, number | null> {
-  private readonly values = new Map<string, number>();
+  private values = new Map<string, number>();
   apply(cmd: { key: string; value: number }): number | null {
     const prev = this.values.get(cmd.key) ?? null;
     this.values.set(cmd.key, cmd.value);
     return prev;
   }
+  snapshot(): Uint8Array {
+    return new TextEncoder().encode(JSON.stringify([...this.values]));
+  }
+  restore(data: Uint8Array): void {
+    this.values = new Map(JSON.parse(new TextDecoder().decode(data)) as [string, number][]);
+  }
+}
+
+/** The simulator's snapshot: the user's state plus which commands it includes. */
+function encodeSimSnapshot(ids: Iterable<string>, user: Uint8Array): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ ids: [...ids], user: Buffer.from(user).toString("base64") }));
+}
+
+function decodeSimSnapshot(data: Uint8Array): { ids: string[]; user: Uint8Array } {
+  const raw = JSON.parse(new TextDecoder().decode(data)) as { ids: string[]; user: string };
+  return { ids: raw.ids, user: new Uint8Array(Buffer.from(raw.user, "base64")) };
 }
 
 /**
@@ -208,7 +237,10 @@ class Simulation<Cmd, Result> {
     if (!Number.isInteger(n) || n < 1 || n > 9) throw new RangeError(`simulation option 'nodes' must be an integer from 1 to 9 (got ${n})`);
     this.ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
     this.rng = new Prng(this.seed);
-    this.knobs = { ...drawKnobs(this.rng.fork()), ...options.knobs };
+    const drawn = { ...drawKnobs(this.rng.fork()), ...options.knobs };
+    // Membership runs often start smaller than the pool, to grow and shrink.
+    const initialVoters = drawn.initialVoters > 0 ? Math.min(drawn.initialVoters, n) : drawn.membership ? 1 + this.rng.int(n) : n;
+    this.knobs = { ...drawn, initialVoters };
     this.network = new SimNetwork(this.scheduler, this.rng.fork(), this.knobs.network);
     this.clientRng = this.rng.fork();
     this.faultRng = this.rng.fork();
@@ -240,17 +272,30 @@ class Simulation<Cmd, Result> {
     const storage = new SimStorage(this.disks.get(id)!, this.scheduler, this.rng.fork(), k.storageLatencyMs[0], k.storageLatencyMs[1]);
     const user = this.options.createStateMachine?.(id) ?? (new RegisterMap() as unknown as StateMachine<Cmd, Result>);
     const checker = this.checker;
+    let appliedIds: string[] = [];
     const stateMachine: StateMachine<SimCommand<Cmd>, SimResult<Result>> = {
       async apply(command: SimCommand<Cmd>, meta: ApplyMeta): Promise<SimResult<Result>> {
         checker.onApply(id, meta.index, command.id);
+        appliedIds.push(command.id);
         const result = await user.apply(command.cmd, meta);
         return { index: meta.index, term: meta.term, result };
       },
     };
+    if (user.snapshot && user.restore) {
+      const snapshotUser = user.snapshot.bind(user);
+      const restoreUser = user.restore.bind(user);
+      stateMachine.snapshot = async () => encodeSimSnapshot(appliedIds, await snapshotUser());
+      stateMachine.restore = async (data) => {
+        const { ids, user: bytes } = decodeSimSnapshot(data);
+        await restoreUser(bytes);
+        appliedIds = ids;
+        checker.onRestore(id, ids);
+      };
+    }
     const jitter = this.rng.fork();
     const node = new RaftNode<SimCommand<Cmd>, SimResult<Result>>({
       id,
-      peers: this.ids,
+      peers: this.ids.slice(0, this.knobs.initialVoters).includes(id) ? this.ids.slice(0, this.knobs.initialVoters) : [],
       stateMachine,
       storage,
       transport: this.network.transport(id),
@@ -262,8 +307,11 @@ class Simulation<Cmd, Result> {
       maxInflight: k.maxInflight,
       maxEntriesPerMessage: k.maxEntriesPerMessage,
       requestTimeoutMs: k.requestTimeoutMs,
+      snapshotThreshold: k.snapshotThreshold,
+      trailingEntries: k.trailingEntries,
+      snapshotChunkBytes: k.snapshotChunkBytes,
     });
-    node.on("error", (err) => this.fail(`${id} stopped on an error: ${err.message}`));
+    node.on("error", (err) => this.fail(`${id} stopped on an error: ${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ""}`));
     node.on("role", (role, term) => this.trace(`${id} is ${role} in term ${term}`));
     this.checker.startIncarnation(id);
     const inc: Incarnation<Cmd, Result> = { node, clock, storage, alive: true };
@@ -381,6 +429,7 @@ class Simulation<Cmd, Result> {
       if (r.chance(0.05)) choices.push("crash-all");
     }
     if (k.partitions) choices.push("partition", "one-way", "isolate-leader");
+    if (k.membership) choices.push("add-member", "add-member", "remove-member", "transfer");
     const action = r.pick(choices);
     const leader = this.ids.find((id) => this.incarnations.get(id)?.alive && this.incarnations.get(id)!.node.isLeader);
     switch (action) {
@@ -419,6 +468,32 @@ class Simulation<Cmd, Result> {
         this.trace(`link ${a} -> ${b} cut`);
         return;
       }
+      case "add-member":
+      case "remove-member":
+      case "transfer": {
+        if (leader === undefined) return;
+        const node = this.incarnations.get(leader)!.node;
+        const { voters, learners } = node.status();
+        const members = [...voters, ...learners];
+        const onError = (err: unknown): void => {
+          if (!isRaftError(err)) this.fail(`${action} rejected with a non-RaftError: ${String(err)}`);
+        };
+        if (action === "add-member") {
+          const outside = this.ids.filter((id) => !members.includes(id));
+          if (outside.length === 0) return;
+          const id = r.pick(outside);
+          this.trace(`adding ${id}`);
+          node.addMember(id, undefined, { timeoutMs: 2000 }).then(() => this.trace(`${id} added`), onError);
+        } else if (action === "remove-member") {
+          const id = r.pick(members);
+          if (voters.length === 1 && voters[0] === id) return;
+          this.trace(`removing ${id}`);
+          node.removeMember(id, { timeoutMs: 2000 }).then(() => this.trace(`${id} removed`), onError);
+        } else {
+          node.transferLeadership(undefined, { timeoutMs: 1000 }).then((to) => this.trace(`leadership moved to ${to}`), onError);
+        }
+        return;
+      }
       case "isolate-leader":
         if (leader === undefined) return;
         this.network.heal();
@@ -454,7 +529,9 @@ class Simulation<Cmd, Result> {
       const statuses = this.ids.map((id) => this.incarnations.get(id)!.node.status());
       const leader = statuses.find((s) => s.role === "leader");
       if (leader === undefined) return false;
-      return statuses.every((s) => s.leader === leader.id && s.term === leader.term && s.appliedIndex === leader.commitIndex);
+      // Nodes outside the configuration (never added, or removed) follow nobody.
+      const members = new Set([...leader.voters, ...leader.learners]);
+      return statuses.filter((s) => members.has(s.id)).every((s) => s.leader === leader.id && s.term === leader.term && s.appliedIndex === leader.commitIndex);
     };
     await this.runUntil(() => converged() || this.scheduler.now >= deadline);
     if (this.failure === null && !converged()) {

@@ -3,8 +3,8 @@
  * passes its test runner's `describe`, `it` and `expect` (vitest's, jest's, or anything
  * with the same shape), so the suite imports no runner.
  */
-import type { Entry, EntryType, HardState } from "../core/messages.js";
-import type { RaftStorage, StoredState } from "../storage/storage.js";
+import type { Entry, EntryType, HardState, SnapshotMeta } from "../core/messages.js";
+import type { RaftStorage, Snapshot, StoredState } from "../storage/storage.js";
 import { isRaftError } from "../errors.js";
 
 /**
@@ -88,18 +88,33 @@ export function storageConformance(options: StorageConformanceOptions): void {
   const expectCode = async (promise: Promise<unknown>, code: string): Promise<void> => {
     expect(await outcome(promise)).toBe(code);
   };
+  /** The log's start, its entries and its snapshot (data compared byte for byte). */
+  const expectLog = (actual: StoredState, firstIndex: number, compactedTerm: number, entries: readonly Entry[], snapshot: Snapshot | null): void => {
+    expect({ firstIndex: actual.firstIndex, compactedTerm: actual.compactedTerm }).toEqual({ firstIndex, compactedTerm });
+    expectEntries(actual, entries);
+    expectSnapshot(actual.snapshot, snapshot);
+  };
+  const expectSnapshot = (actual: Snapshot | null, expected: Snapshot | null): void => {
+    if (actual === null || expected === null) {
+      expect(actual === null ? null : "a snapshot").toEqual(expected === null ? null : "a snapshot");
+      return;
+    }
+    expect(actual.meta).toEqual(expected.meta);
+    expect(actual.data instanceof Uint8Array).toBe(true);
+    // Length and first difference rather than a deep compare: multi-MB arrays diff slowly and unreadably.
+    expect(actual.data.byteLength).toBe(expected.data.byteLength);
+    expect(firstDifference(actual.data, expected.data)).toBe(-1);
+  };
 
   describe(`storage conformance: ${name}`, () => {
     it("loads an empty state from a new store", withStorage(async (s) => {
       expect(typeof s.storage.capabilities.durable).toBe("boolean");
       const state = await s.storage.load();
       expect(state.hardState).toEqual({ term: 0, vote: null, commit: 0 });
-      expect(state.firstIndex).toBe(1);
-      expectEntries(state, []);
+      expectLog(state, 1, 0, [], null);
       const again = await s.restart();
       expect(again.hardState).toEqual({ term: 0, vote: null, commit: 0 });
-      expect(again.firstIndex).toBe(1);
-      expectEntries(again, []);
+      expectLog(again, 1, 0, [], null);
     }));
 
     it("appends entries and reads back every range in index order", withStorage(async (s) => {
@@ -231,6 +246,156 @@ export function storageConformance(options: StorageConformanceOptions): void {
       expectEntries(state, range(1, count, 1));
     }));
 
+    it("compacts the log to a snapshot, keeping the entries after compactTo", withStorage(async (s) => {
+      await s.storage.load();
+      const log = [...range(1, 4, 1), ...range(5, 10, 2)];
+      await s.storage.save({ hardState: hs(2, "n1", 8), entries: log });
+      // Slow followers may still need 6..7: compaction stops short of the snapshot's index.
+      const first = snap(7, 2, 1_000, 1);
+      await s.storage.compact(first, 5, 2);
+      let state = await s.restart();
+      expect(state.hardState).toEqual(hs(2, "n1", 8));
+      expectLog(state, 6, 2, log.slice(5), first);
+      // The log goes on after the compacted prefix; rewriting that prefix is refused.
+      await s.storage.save({ entries: range(11, 12, 3) });
+      await expectCode(s.storage.save({ entries: range(5, 6, 3) }), "STORAGE");
+      state = await s.restart();
+      expectLog(state, 6, 2, [...log.slice(5), ...range(11, 12, 3)], first);
+      // A later snapshot whose compaction point is already compacted replaces only the snapshot.
+      const second = snap(9, 2, 0, 2);
+      await s.storage.compact(second, 4, 1);
+      state = await s.restart();
+      expectLog(state, 6, 2, [...log.slice(5), ...range(11, 12, 3)], second);
+      // Compacting everything, up to the last entry, leaves an empty log after the snapshot.
+      const third = snap(12, 3, 10, 3);
+      await s.storage.compact(third, 12, 3);
+      state = await s.restart();
+      expectLog(state, 13, 3, [], third);
+      await s.storage.save({ entries: range(13, 13, 3) });
+      expectLog(await s.restart(), 13, 3, range(13, 13, 3), third);
+    }));
+
+    it("rejects a compaction past the snapshot or beyond the last entry, changing nothing", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ hardState: hs(1, null, 5), entries: range(1, 10, 1) });
+      await expectCode(s.storage.compact(snap(5, 1, 10, 1), 6, 1), "STORAGE");
+      await expectCode(s.storage.compact(snap(11, 1, 10, 1), 11, 1), "STORAGE");
+      await expectCode(s.storage.compact(snap(11, 1, 10, 1), 5, 1), "STORAGE");
+      expectLog(await s.restart(), 1, 0, range(1, 10, 1), null);
+      // Still usable afterwards.
+      const ok = snap(10, 1, 10, 1);
+      await s.storage.compact(ok, 10, 1);
+      expectLog(await s.restart(), 11, 1, [], ok);
+    }));
+
+    it("installs a snapshot through save, replacing the whole log", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ hardState: hs(1, "n1", 3), entries: range(1, 10, 1) });
+      // Beyond the log: the log restarts after the snapshot, with the batch's entries after it.
+      const ahead = snap(20, 3, 5_000, 4);
+      await s.storage.save({ snapshot: ahead, entries: range(21, 23, 3), hardState: hs(3, null, 20) });
+      let state = await s.restart();
+      expect(state.hardState).toEqual(hs(3, null, 20));
+      expectLog(state, 21, 3, range(21, 23, 3), ahead);
+      await s.storage.save({ entries: range(24, 24, 3) });
+      expectLog(await s.restart(), 21, 3, range(21, 24, 3), ahead);
+      // Inside the log: every entry goes, those after the snapshot's index too.
+      const behind = snap(22, 3, 1, 5);
+      await s.storage.save({ snapshot: behind });
+      state = await s.restart();
+      expect(state.hardState).toEqual(hs(3, null, 20));
+      expectLog(state, 23, 3, [], behind);
+      await s.storage.save({ entries: range(23, 24, 4) });
+      expectLog(await s.restart(), 23, 3, range(23, 24, 4), behind);
+    }));
+
+    it("rejects an install whose entries do not start right after the snapshot, writing none of it", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ hardState: hs(1, null, 0), entries: range(1, 3, 1) });
+      await expectCode(s.storage.save({ snapshot: snap(10, 2, 10, 1), entries: range(12, 12, 2), hardState: hs(2, null, 10) }), "STORAGE");
+      await expectCode(s.storage.save({ snapshot: snap(10, 2, 10, 1), entries: range(10, 11, 2) }), "STORAGE");
+      const state = await s.restart();
+      expect(state.hardState).toEqual(hs(1, null, 0));
+      expectLog(state, 1, 0, range(1, 3, 1), null);
+    }));
+
+    it("round-trips snapshot bytes exactly: empty, small and multi-MB", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ entries: range(1, 3, 1) });
+      const empty = snap(1, 1, 0, 6);
+      await s.storage.compact(empty, 1, 1);
+      expectLog(await s.restart(), 2, 1, range(2, 3, 1), empty);
+      // Every byte value, at positions that a truncation or an offset mistake would shift.
+      const big: Snapshot = { meta: meta(3, 1, ["n1", "n2", "n3"], ["l1"], ["n0"]), data: noise(6 * 1024 * 1024 + 17, 7) };
+      await s.storage.compact(big, 2, 1);
+      expectLog(await s.restart(), 3, 1, range(3, 3, 1), big);
+      const installed: Snapshot = { meta: meta(50, 4, ["n1"], [], []), data: noise(3 * 1024 * 1024, 8) };
+      await s.storage.save({ snapshot: installed });
+      expectLog(await s.restart(), 51, 4, [], installed);
+    }));
+
+    it("lets a reopened instance see compactions and installs (durable adapters)", withStorage(async (s) => {
+      if (!s.canReopen) return;
+      await s.storage.load();
+      await s.storage.save({ hardState: hs(1, "n1", 0), entries: range(1, 20, 1) });
+      const compacted = snap(15, 1, 2_000, 9);
+      await s.storage.compact(compacted, 12, 1);
+      await s.storage.save({ hardState: hs(2, "n2", 15), entries: range(18, 25, 2) });
+      let state = await s.restart();
+      expect(state.hardState).toEqual(hs(2, "n2", 15));
+      expectLog(state, 13, 1, [...range(13, 17, 1), ...range(18, 25, 2)], compacted);
+      const installed = snap(100, 5, 3_000, 10);
+      await s.storage.save({ snapshot: installed, entries: range(101, 102, 5), hardState: hs(5, "n3", 100) });
+      state = await s.restart();
+      expect(state.hardState).toEqual(hs(5, "n3", 100));
+      expectLog(state, 101, 5, range(101, 102, 5), installed);
+      // And a compaction on top of the installed snapshot.
+      const again = snap(102, 5, 10, 11);
+      await s.storage.compact(again, 101, 5);
+      expectLog(await s.restart(), 102, 5, range(102, 102, 5), again);
+    }));
+
+    it("orders compactions and installs with the saves around them", withStorage(async (s) => {
+      await s.storage.load();
+      const settled: number[] = [];
+      const calls: Promise<void>[] = [];
+      const track = (call: Promise<void>): void => {
+        const n = calls.length;
+        calls.push(call.then(() => void settled.push(n)));
+      };
+      // None awaited: the compaction must see the entries saved before it, and the saves
+      // after it must land after it.
+      for (let i = 1; i <= 50; i++) track(s.storage.save({ hardState: hs(1, null, i - 1), entries: [entry(i, 1)] }));
+      const compacted = snap(40, 1, 100, 12);
+      track(s.storage.compact(compacted, 30, 1));
+      for (let i = 51; i <= 60; i++) track(s.storage.save({ entries: [entry(i, 1)] }));
+      track(s.storage.save({ entries: range(55, 56, 2) }));
+      await Promise.all(calls);
+      expect(settled).toEqual(calls.map((_, n) => n));
+      expectLog(await s.restart(), 31, 1, [...range(31, 54, 1), ...range(55, 56, 2)], compacted);
+
+      calls.length = 0;
+      settled.length = 0;
+      track(s.storage.save({ entries: range(57, 60, 2) }));
+      const installed = snap(70, 3, 100, 13);
+      track(s.storage.save({ snapshot: installed, entries: range(71, 72, 3), hardState: hs(3, null, 70) }));
+      track(s.storage.save({ entries: range(73, 75, 3) }));
+      track(s.storage.save({ hardState: hs(3, "n1", 74) }));
+      await Promise.all(calls);
+      expect(settled).toEqual(calls.map((_, n) => n));
+      const state = await s.restart();
+      expect(state.hardState).toEqual(hs(3, "n1", 74));
+      expectLog(state, 71, 3, range(71, 75, 3), installed);
+    }));
+
+    it("rejects a compaction after close with STOPPED", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ entries: range(1, 2, 1) });
+      await s.storage.close();
+      await expectCode(s.storage.compact(snap(1, 1, 1, 1), 1, 1), "STOPPED");
+      await expectCode(s.storage.save({ snapshot: snap(5, 1, 1, 1) }), "STOPPED");
+    }));
+
     it("keeps order over concurrent saves, truncations included", withStorage(async (s) => {
       await s.storage.load();
       const settled: number[] = [];
@@ -298,6 +463,37 @@ function plain(e: Entry): { index: number; term: number; type: EntryType; data: 
 }
 
 const HEX: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
+/** -1 when `a` and `b` hold the same bytes, else the first index where they differ. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.byteLength, b.byteLength);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.byteLength === b.byteLength ? -1 : n;
+}
+
+function meta(index: number, term: number, voters: string[], learners: string[], outgoingVoters: string[]): SnapshotMeta {
+  return { index, term, config: { voters, learners, outgoingVoters } };
+}
+
+/** A snapshot at `index`/`term` with `length` bytes of data derived from `seed`. */
+function snap(index: number, term: number, length: number, seed: number): Snapshot {
+  return { meta: meta(index, term, ["n1", "n2", "n3"], [], []), data: bytes(length, seed) };
+}
+
+/** Pseudo-random bytes (xorshift32), so that every byte value occurs and no short period hides a shift. */
+function noise(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = (seed * 0x9e3779b1) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
 
 function hs(term: number, vote: string | null, commit: number): HardState {
   return { term, vote, commit };

@@ -28,7 +28,9 @@ export interface TransportConformanceContext {
  * @public
  */
 export interface TransportConformanceAssertion {
+  /** Asserts identity (`Object.is`). */
   toBe(expected: unknown): void;
+  /** Asserts deep equality. */
   toEqual(expected: unknown): void;
 }
 

@@ -1,0 +1,132 @@
+// Raft dissertation: pre-vote §9.6, check-quorum §6.2, leader lease for votes §4.2.3, transfer §3.10.
+import { describe, expect, it } from "vitest";
+import { Network, drain, newRaft, ofType, requestVote } from "./harness.js";
+
+const ABC = ["a", "b", "c"];
+
+/** Ticks every node of `net` (or only `ids`) `n` times, delivering after each tick. */
+function run(net: Network, n: number, ids?: string[]): void {
+  for (let i = 0; i < n; i++) {
+    if (ids === undefined) net.tickAll();
+    else for (const id of ids) net.tick(id);
+    net.stabilize();
+  }
+}
+
+describe("pre-vote (dissertation §9.6)", () => {
+  it("§9.6: a partitioned node that rejoins neither raises the cluster's term nor deposes the leader", () => {
+    const net = Network.cluster(ABC, { preVote: true, checkQuorum: true });
+    net.elect("a");
+    net.isolate("c");
+    run(net, 50);
+    const c = net.get("c");
+    expect(c.term).toBe(1); // it could not win a pre-vote, so it never raised its term
+    expect(c.role).toBe("pre-candidate");
+
+    net.heal();
+    run(net, 10, ["c"]); // c's next pre-vote round comes before the leader's next heartbeat
+    run(net, 50);
+    expect(net.get("a").role).toBe("leader");
+    expect([...net.nodes.values()].map((r) => r.term)).toEqual([1, 1, 1]);
+    expect(c.role).toBe("follower");
+    expect(c.leader).toBe("a");
+  });
+
+  it("§9.6: a pre-vote changes neither the candidate's nor the voter's term and vote; winning it starts a real election", () => {
+    const c = newRaft("c", { peers: ABC, term: 2, options: { preVote: true } });
+    const a = newRaft("a", { peers: ABC, term: 2, options: { preVote: true } });
+    for (let i = 0; i < 10; i++) c.tick();
+    expect(c.role).toBe("pre-candidate");
+    expect([c.term, c.vote]).toEqual([2, null]);
+    const asked = drain(c);
+    expect(asked.readies.map((rd) => rd.hardState)).toEqual([null]);
+    const [request] = ofType(asked.messages, "RequestVote", "a");
+    expect(request).toMatchObject({ preVote: true, term: 3 });
+
+    a.step(request!);
+    expect([a.term, a.vote]).toEqual([2, null]);
+    const answered = drain(a);
+    expect(answered.readies.every((rd) => rd.hardState === null)).toBe(true);
+    const [grant] = ofType(answered.messages, "RequestVoteResponse");
+    expect(grant).toMatchObject({ preVote: true, granted: true });
+
+    c.step(grant!);
+    expect(c.role).toBe("candidate");
+    expect([c.term, c.vote]).toEqual([3, "c"]);
+  });
+
+  it("§9.6 with check-quorum: a follower that heard from the leader recently refuses a pre-vote, and grants it once that is an election timeout ago", () => {
+    const net = Network.cluster(ABC, { preVote: true, checkQuorum: true }, { b: { options: { random: () => 0.99 } } });
+    net.elect("a");
+    const b = net.get("b");
+    const preVote = requestVote("c", "b", 2, { preVote: true, lastIndex: 1, lastTerm: 1 });
+    b.step(preVote);
+    expect(ofType(drain(b).messages, "RequestVoteResponse").filter((m) => m.granted)).toEqual([]);
+
+    for (let i = 0; i < 10; i++) b.tick(); // no heartbeat for an election timeout (b's own timeout is 19)
+    b.step(preVote);
+    expect(ofType(drain(b).messages, "RequestVoteResponse").map((m) => m.granted)).toEqual([true]);
+    expect(b.term).toBe(1);
+  });
+
+  // Dissertation §9.6: a voter grants a pre-vote only if it has not heard from a valid
+  // leader for at least a baseline election timeout, with or without check-quorum.
+  it("§9.6 without check-quorum: a follower that heard from the leader recently refuses a pre-vote", () => {
+    const net = Network.cluster(ABC, { preVote: true, checkQuorum: false });
+    net.elect("a");
+    const b = net.get("b");
+    b.step(requestVote("c", "b", 2, { preVote: true, lastIndex: 1, lastTerm: 1 }));
+    expect(ofType(drain(b).messages, "RequestVoteResponse").filter((m) => m.granted)).toEqual([]);
+  });
+
+  // The same, end to end: the rejoining node's pre-vote must not win and depose the leader.
+  it("§9.6 without check-quorum: a rejoining node whose pre-vote comes before the leader's next heartbeat does not depose the leader", () => {
+    const net = Network.cluster(ABC, { preVote: true, checkQuorum: false });
+    net.elect("a");
+    net.isolate("c");
+    run(net, 50);
+    net.heal();
+    run(net, 10, ["c"]); // c's next pre-vote round; a and b heard from each other one tick ago
+    expect(net.get("a").role).toBe("leader");
+    expect([...net.nodes.values()].map((r) => r.term)).toEqual([1, 1, 1]);
+  });
+});
+
+describe("check-quorum and leases (dissertation §6.2, §4.2.3)", () => {
+  it("§6.2: a leader that hears from no majority for an election timeout steps down", () => {
+    const net = Network.cluster(ABC, { checkQuorum: true });
+    net.elect("a");
+    run(net, 10);
+    net.isolate("a");
+    const a = net.get("a");
+    run(net, 20, ["a"]); // the current check-quorum round may have started before the partition
+    expect(a.role).toBe("follower");
+    expect(a.term).toBe(1);
+  });
+
+  it("§6.2: a leader that hears from a majority (itself and one of two followers) stays leader", () => {
+    const net = Network.cluster(ABC, { checkQuorum: true });
+    net.elect("a");
+    net.isolate("c");
+    run(net, 50, ["a", "b"]);
+    expect(net.get("a").role).toBe("leader");
+  });
+
+  it("§4.2.3: a follower in its leader's lease ignores a RequestVote of a higher term", () => {
+    const net = Network.cluster(ABC, { checkQuorum: true });
+    net.elect("a");
+    const b = net.get("b");
+    b.step(requestVote("c", "b", 2, { lastIndex: 1, lastTerm: 1 }));
+    expect([b.term, b.vote, b.leader]).toEqual([1, "a", "a"]);
+    expect(ofType(drain(b).messages, "RequestVoteResponse")).toEqual([]);
+  });
+
+  it("§4.2.3 and §3.10: the transfer flag overrides the lease", () => {
+    const net = Network.cluster(ABC, { checkQuorum: true });
+    net.elect("a");
+    const b = net.get("b");
+    b.step(requestVote("c", "b", 2, { lastIndex: 1, lastTerm: 1, transfer: true }));
+    expect([b.term, b.vote]).toEqual([2, "c"]);
+    expect(ofType(drain(b).messages, "RequestVoteResponse").map((m) => m.granted)).toEqual([true]);
+  });
+});

@@ -1,0 +1,68 @@
+// The Ready contract (src/core/ready.ts): persist, then send, then apply, then advance.
+// Raft paper Figure 2: "respond to RPCs only after updating stable storage".
+import { describe, expect, it } from "vitest";
+import { InvariantError } from "../../src/core/log.js";
+import { appendEntries, drain, entriesFrom, log, newRaft, ofType, requestVote } from "./harness.js";
+
+const ABC = ["a", "b", "c"];
+
+describe("Ready", () => {
+  it("Figure 2: a granted vote comes in the same Ready as the hard state that records it", () => {
+    const b = newRaft("b", { peers: ABC, term: 1 });
+    b.step(requestVote("a", "b", 2));
+    const rd = b.ready();
+    expect(rd.hardState).toEqual({ term: 2, vote: "a", commit: 0 });
+    expect(ofType(rd.messages, "RequestVoteResponse")).toMatchObject([{ to: "a", granted: true }]);
+  });
+
+  it("Figure 2: an AppendEntries acknowledgement comes in the same Ready as the entries it acknowledges", () => {
+    const b = newRaft("b", { peers: ABC, term: 1, entries: log(1) });
+    b.step(appendEntries("a", "b", 1, 1, 1, entriesFrom(2, 1, 1), 1));
+    const rd = b.ready();
+    expect(rd.entries.map((e) => e.index)).toEqual([2, 3]);
+    expect(rd.hardState).toEqual({ term: 1, vote: null, commit: 1 });
+    expect(ofType(rd.messages, "AppendEntriesResponse")).toMatchObject([{ success: true, index: 3 }]);
+  });
+
+  it("a vote granted while a Ready is out goes into the next Ready, with its hard state", () => {
+    const b = newRaft("b", { peers: ABC, term: 1 });
+    b.step(appendEntries("a", "b", 1, 0, 0, entriesFrom(1, 1)));
+    const first = b.ready();
+    expect(b.hasReady()).toBe(false); // one Ready at a time
+    b.step(requestVote("c", "b", 2, { lastIndex: 1, lastTerm: 1 }));
+    b.advance(first);
+    expect(first.messages.some((m) => m.type === "RequestVoteResponse")).toBe(false);
+    const second = b.ready();
+    expect(second.hardState).toMatchObject({ term: 2, vote: "c" });
+    expect(ofType(second.messages, "RequestVoteResponse")).toMatchObject([{ to: "c", granted: true }]);
+  });
+
+  it("committedEntries hold only entries up to the commit index", () => {
+    const b = newRaft("b", { peers: ABC, term: 1 });
+    b.step(appendEntries("a", "b", 1, 0, 0, entriesFrom(1, 1, 1, 1, 1), 2));
+    const rd = b.ready();
+    expect(rd.entries).toHaveLength(4);
+    expect(rd.committedEntries.map((e) => e.index)).toEqual([1, 2]);
+    b.advance(rd);
+    expect(b.hasReady()).toBe(false);
+  });
+
+  it("committedEntries are bounded by maxApplyEntries per Ready, the rest follow in order", () => {
+    const b = newRaft("b", { peers: ABC, term: 1, commit: 5, entries: log(1, 1, 1, 1, 1), options: { maxApplyEntries: 2 } });
+    expect(drain(b).readies.map((rd) => rd.committedEntries.map((e) => e.index))).toEqual([[1, 2], [3, 4], [5]]);
+  });
+
+  it("ready() twice without advance() throws; so does advance() without ready()", () => {
+    const b = newRaft("b", { peers: ABC, term: 1 });
+    b.step(requestVote("a", "b", 2));
+    const rd = b.ready();
+    expect(() => b.ready()).toThrow(InvariantError);
+    b.advance(rd);
+    expect(() => b.advance(rd)).toThrow(InvariantError);
+  });
+
+  it("nothing to do: no Ready", () => {
+    const b = newRaft("b", { peers: ABC, term: 1, commit: 0, entries: log(1) });
+    expect(b.hasReady()).toBe(false);
+  });
+});
