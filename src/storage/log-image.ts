@@ -64,6 +64,9 @@ export class LogImage {
     const last = this.firstIndex + this.entries.length - 1;
     if (compactTo > snapshot.meta.index) throw new RaftError("STORAGE", `compaction to ${compactTo} goes past the snapshot at ${snapshot.meta.index}`);
     if (snapshot.meta.index > last) throw new RaftError("STORAGE", `snapshot at ${snapshot.meta.index} is beyond the last stored entry ${last}`);
+    // An older snapshot than the entries already dropped would leave a stretch of history
+    // that neither the snapshot nor the log covers.
+    if (snapshot.meta.index < this.firstIndex - 1) throw new RaftError("STORAGE", `snapshot at ${snapshot.meta.index} is older than the compacted log (first index ${this.firstIndex})`);
   }
 
   compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): void {
