@@ -298,6 +298,10 @@ export class LevelStorage implements RaftStorage {
     if (snapshot.meta.index > this.acceptedLastIndex) {
       throw new RaftError("STORAGE", `snapshot at ${snapshot.meta.index} is beyond the last stored entry ${this.acceptedLastIndex}`);
     }
+    if (snapshot.meta.index < this.acceptedStart.firstIndex - 1) {
+      // Neither the snapshot nor the log would cover the entries in between.
+      throw new RaftError("STORAGE", `snapshot at ${snapshot.meta.index} is older than the compacted log (first index ${this.acceptedStart.firstIndex})`);
+    }
     // Compacting to an index already compacted only replaces the snapshot.
     const start = compactTo >= this.acceptedStart.firstIndex ? { firstIndex: compactTo + 1, compactedTerm: compactToTerm } : this.acceptedStart;
     this.acceptedStart = start;
