@@ -61,6 +61,13 @@ export class RaftError extends Error {
   /** The leader known when the error arose, for `NOT_LEADER` (and `null` when none is known). */
   readonly leaderId: string | null;
 
+  /**
+   * Creates an error. Adapters (storage, transport, state machines) throw these too, so
+   * that callers can switch on one `code` whatever failed.
+   * @param code - The stable code; see {@link RaftErrorCode}.
+   * @param message - A human-readable description. Not part of the API.
+   * @param options - The underlying `cause`, and the `leaderId` for `NOT_LEADER`.
+   */
   constructor(code: RaftErrorCode, message: string, options: RaftErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "RaftError";
@@ -70,7 +77,21 @@ export class RaftError extends Error {
 }
 
 /**
- * Whether `err` is a {@link RaftError}, optionally with the given code.
+ * Whether `err` is a {@link RaftError}, optionally with the given code. A type guard, so
+ * `err.code` and `err.leaderId` are typed afterwards.
+ * @param err - Anything caught.
+ * @param code - When given, only a `RaftError` with this code matches.
+ * @returns `true` when `err` is a `RaftError` (with `code`, when given).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await node.propose(cmd);
+ * } catch (err) {
+ *   if (isRaftError(err, "NOT_LEADER") && err.leaderId !== null) return retryOn(err.leaderId);
+ *   throw err;
+ * }
+ * ```
  * @public
  */
 export function isRaftError(err: unknown, code?: RaftErrorCode): err is RaftError {

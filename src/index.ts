@@ -38,7 +38,7 @@ export { RaftNode } from "./node/raft-node.js";
 export type { MembershipChange } from "./core/membership.js";
 export type { PeerStatus, RaftStatus } from "./node/raft-node.js";
 export type { RaftNodeOptions } from "./node/options.js";
-export type { RequestOptions } from "./node/proposals.js";
+export type { ReadOptions, RequestOptions } from "./node/proposals.js";
 export type { RaftNodeEvents, RaftRole } from "./node/events.js";
 export { systemClock } from "./node/clock.js";
 export type { Clock, TimerHandle } from "./node/clock.js";

@@ -10,10 +10,17 @@ export interface ApplyMeta {
 }
 
 /**
- * The replicated state machine that raftkit drives. Every node applies the same
- * commands in the same order, so `apply` must be deterministic: its result and its
- * effect may depend only on the state and the command, never on time, randomness or I/O
- * that differs between nodes.
+ * The replicated state machine that raftkit drives: the one interface an application
+ * implements. Every node applies the same commands in the same order, so `apply` must be
+ * deterministic: its result and its effect may depend only on the state and the command,
+ * never on time, randomness or I/O that differs between nodes.
+ *
+ * `snapshot` and `restore` are optional but go together: without them the log is never
+ * compacted, and a node that needs a snapshot from the leader (one far behind, or new)
+ * stops with `INVALID_STATE`.
+ *
+ * @typeParam Cmd - The commands that `RaftNode.propose` takes.
+ * @typeParam Result - What `apply` returns, and so what `propose` resolves with.
  *
  * @example
  * ```ts
@@ -28,7 +35,11 @@ export interface StateMachine<Cmd, Result> {
   /**
    * Applies one committed command and returns its result (or a promise of it), which
    * resolves the `propose()` promise of the node that proposed it. A throw (or
-   * rejection) is a broken invariant: the node stops.
+   * rejection) is a broken invariant: the node stops and emits `error`. To refuse a
+   * command, return a result that says so instead (as `KvStateMachine` does).
+   * @param command - The decoded command, as some node passed it to `propose()`.
+   * @param meta - The entry's index and term.
+   * @returns The result, handed to the proposer's `propose()` promise.
    */
   apply(command: Cmd, meta: ApplyMeta): Result | Promise<Result>;
 
@@ -36,12 +47,16 @@ export interface StateMachine<Cmd, Result> {
    * Serialises the whole state, as it is after the last applied command. Needed for log
    * compaction and for catching up followers that are far behind; without it the log
    * grows forever. The node applies nothing else until the returned promise settles.
+   * @returns The serialised state; it is stored by the storage adapter and sent to
+   * followers as is.
    */
   snapshot?(): Uint8Array | Promise<Uint8Array>;
 
   /**
    * Replaces the whole state with one serialised by {@link StateMachine.snapshot} (on
-   * this node or another). Must leave the state unchanged when it throws.
+   * this node or another). Must leave the state unchanged when it throws; a throw stops
+   * the node.
+   * @param data - Bytes that `snapshot()` returned, on this node or another.
    */
   restore?(data: Uint8Array): void | Promise<void>;
 }

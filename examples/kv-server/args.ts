@@ -21,13 +21,24 @@ export interface Member {
   readonly raft: HostPort;
 }
 
+/** The files behind --tls-cert, --tls-key and --tls-ca (PEM), read when the server starts. */
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
 export interface ServerConfig {
   readonly kind: "server";
   readonly nodeId: string;
   /** Where this node listens for Raft traffic. */
   readonly bind: HostPort;
-  /** Every initial member, this node included, in id order. */
+  /** Every initial member, this node included, in id order; empty with --join. */
   readonly members: readonly Member[];
+  /** With --join: the HTTP API of a member of the cluster to join. */
+  readonly join: HostPort | null;
+  /** Mutual TLS for Raft traffic; plain TCP when null. */
+  readonly tls: TlsFiles | null;
   /** Where the HTTP API listens. */
   readonly clientBind: HostPort;
   readonly dataDir: string;
@@ -51,6 +62,8 @@ export const usage = `raftkit-kv: the raftkit example key-value server and its i
 Start a server (one per node):
   raftkit-kv --node-id N --cluster HOST:PORT,HOST:PORT,... --data-dir DIR [options]
   raftkit-kv --node-id N --peers 1=HOST:PORT,2=HOST:PORT,... --data-dir DIR [options]
+Add a server to a running cluster:
+  raftkit-kv --node-id N --bind HOST:PORT --join HTTP-HOST:PORT --data-dir DIR [options]
 Open the interactive client (finds the leader itself):
   raftkit-kv --cluster HOST:PORT,HOST:PORT,...
 
@@ -63,7 +76,12 @@ Options:
   --client-bind HOST:PORT   where the HTTP API listens (default: the --bind host, port + 1000);
                             other nodes and the client assume Raft port + 1000 for redirects
   --data-dir DIR            durable state (LevelDB); required for a server, created if missing
-  --join HOST:PORT          not supported yet: membership changes land with issue 6
+  --join HOST:PORT          the HTTP API of any member: start empty and ask the cluster to add
+                            this node (id --node-id, Raft address --bind); a data dir that
+                            already belongs to the cluster is not added again
+  --tls-cert FILE           this node's certificate (PEM): Raft traffic uses mutual TLS
+  --tls-key FILE            its private key (PEM)
+  --tls-ca FILE             the CA certificate (PEM) that every member's certificate chains to
   --fast-mode               timing preset, the default: ${describePreset(presets.fast)}
   --debug-mode              ${describePreset(presets.debug)};
                             also logs raftkit's debug output
@@ -87,6 +105,9 @@ const options = {
   "client-bind": { type: "string" },
   "data-dir": { type: "string" },
   join: { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-ca": { type: "string" },
   "fast-mode": { type: "boolean" },
   "debug-mode": { type: "boolean" },
   "demo-mode": { type: "boolean" },
@@ -104,16 +125,17 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
   if (values.help) return { kind: "help" };
-  if (values.join !== undefined) {
-    throw new UsageError("--join is not supported yet: membership changes land with issue 6", false);
-  }
   const timing = pickPreset(values);
   if (values.cluster !== undefined && values.peers !== undefined) throw new UsageError("give either --cluster or --peers, not both");
+  if (values.join !== undefined && (values.cluster !== undefined || values.peers !== undefined)) {
+    throw new UsageError("give either --join (to join a running cluster) or --cluster / --peers (to start one), not both");
+  }
   const members =
     values.cluster !== undefined ? parseCluster(values.cluster) : values.peers !== undefined ? parsePeers(values.peers) : null;
+  const tls = tlsFiles(values);
 
   if (values["node-id"] === undefined) {
-    for (const flag of ["bind", "client-bind", "data-dir"] as const) {
+    for (const flag of ["bind", "client-bind", "data-dir", "join", "tls-cert", "tls-key", "tls-ca"] as const) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --node-id (it configures a server)`);
     }
     if (members === null) throw new UsageError("give --node-id with --cluster or --peers to start a server, or --cluster alone for the client");
@@ -126,13 +148,17 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
 
   const nodeId = values["node-id"];
   if (!/^[1-9][0-9]{0,8}$/.test(nodeId)) throw new UsageError(`--node-id must be a positive integer, got ${JSON.stringify(nodeId)}`);
-  if (members === null) throw new UsageError("a server needs the initial members: give --cluster or --peers");
-  const self = members.find((m) => m.id === nodeId);
-  if (self === undefined) {
+  const join = values.join === undefined ? null : hostPort(values.join, "--join");
+  if (members === null && join === null) {
+    throw new UsageError("a server needs the initial members (--cluster or --peers), or --join to join a running cluster");
+  }
+  const self = members?.find((m) => m.id === nodeId);
+  if (members !== null && self === undefined) {
     throw new UsageError(`--node-id ${nodeId} is not a member: the members are ${members.map((m) => m.id).join(", ")}`);
   }
+  if (join !== null && values.bind === undefined) throw new UsageError("--join needs --bind HOST:PORT: the Raft address the cluster reaches this node at");
   if (values["data-dir"] === undefined || values["data-dir"] === "") throw new UsageError("a server needs --data-dir DIR");
-  const bind = values.bind === undefined ? self.raft : hostPort(values.bind, "--bind");
+  const bind = values.bind === undefined ? self!.raft : hostPort(values.bind, "--bind");
   let clientBind: HostPort;
   if (values["client-bind"] !== undefined) clientBind = hostPort(values["client-bind"], "--client-bind");
   else {
@@ -145,12 +171,25 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     kind: "server",
     nodeId,
     bind,
-    members,
+    members: members ?? [],
+    join,
+    tls,
     clientBind,
     dataDir: values["data-dir"],
     timing,
     verbose: values.verbose === true,
   };
+}
+
+function tlsFiles(values: { "tls-cert"?: string; "tls-key"?: string; "tls-ca"?: string }): TlsFiles | null {
+  const given = (["tls-cert", "tls-key", "tls-ca"] as const).filter((f) => values[f] !== undefined);
+  if (given.length === 0) return null;
+  if (given.length < 3) {
+    const missing = (["tls-cert", "tls-key", "tls-ca"] as const).filter((f) => values[f] === undefined);
+    throw new UsageError(`TLS needs all of --tls-cert, --tls-key and --tls-ca; missing ${missing.map((f) => `--${f}`).join(", ")}`);
+  }
+  for (const f of given) if (values[f] === "") throw new UsageError(`--${f} needs a file name`);
+  return { certFile: values["tls-cert"]!, keyFile: values["tls-key"]!, caFile: values["tls-ca"]! };
 }
 
 function pickPreset(values: { "fast-mode"?: boolean; "debug-mode"?: boolean; "demo-mode"?: boolean }): TimingPreset {
@@ -203,4 +242,10 @@ function checkDistinct(members: readonly Member[], flag: string): void {
 /** Where the HTTP API of `member` is expected: its Raft port + 1000 (the kvapp-c convention). */
 export function clientAddressOf(member: Member): HostPort {
   return { host: member.raft.host, port: member.raft.port + CLIENT_PORT_OFFSET };
+}
+
+/** The same for a Raft address; null when port + 1000 is not a port. */
+export function clientAddressOfRaft(raft: HostPort): HostPort | null {
+  const port = raft.port + CLIENT_PORT_OFFSET;
+  return port > 65535 ? null : { host: raft.host, port };
 }

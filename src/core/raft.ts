@@ -61,6 +61,13 @@ export interface RaftOptions {
   readonly maxApplyEntries: number;
   /** Bytes per InstallSnapshot chunk. */
   readonly snapshotChunkBytes: number;
+  /**
+   * How many ticks after a majority acknowledged a heartbeat the leader may serve lease
+   * reads without a round trip. Must stay below the followers' minimum election timeout
+   * less clock drift; 0 disables lease reads. Only sound with check-quorum (followers in
+   * lease refuse votes).
+   */
+  readonly leaseTicks: number;
 }
 
 /** What the core starts from: the durable state plus the configuration. */
@@ -144,6 +151,15 @@ export class Raft {
   /** The follower that leadership is being handed to (dissertation §3.10), and for how long. */
   leadTransferee: NodeId | null = null;
   private transferElapsed = 0;
+  /** Ticks since this node became leader: the leader's clock for its lease. */
+  private leaderTicks = 0;
+  /** Lease reads are served while `leaderTicks < leaseUntil`. */
+  private leaseUntil = 0;
+  /**
+   * A TimeoutNow went out in this term: its target may campaign past the followers'
+   * leases at any time (the message may be delayed), so the lease is void for the term.
+   */
+  private transferAttempted = false;
 
   private messages: Message[] = [];
   private readStates: ReadState[] = [];
@@ -247,9 +263,10 @@ export class Raft {
    * Asks for a linearizable read point (Raft §8). The answer comes as a
    * {@link ReadState} with this `requestId` in a later Ready.
    */
-  readIndex(requestId: number): ReadIndexOutcome {
+  readIndex(requestId: number, lease = false): ReadIndexOutcome {
     if (this.role === "leader") {
-      this.leaderReadIndex(this.id, requestId);
+      if (lease && this.leaseValid()) this.answerRead(this.id, requestId, this.log.committed);
+      else this.leaderReadIndex(this.id, requestId);
       return "pending";
     }
     if (this.role === "follower" && this.leader !== null) {
@@ -395,6 +412,23 @@ export class Raft {
     return this.opts.checkQuorum && this.heardFromLeaderRecently();
   }
 
+  /**
+   * Whether the leader may serve a read from its lease (dissertation §6.4.1): a majority
+   * acknowledged a heartbeat sent less than `leaseTicks` ago, so no other leader can have
+   * been elected since, and the commit index is current for this term.
+   */
+  leaseValid(): boolean {
+    return (
+      this.role === "leader" &&
+      this.opts.checkQuorum &&
+      this.opts.leaseTicks > 0 &&
+      this.committedInTerm &&
+      this.leadTransferee === null &&
+      !this.transferAttempted &&
+      this.leaderTicks < this.leaseUntil
+    );
+  }
+
   /** Whether this node is the only voter, so that it alone is a majority. */
   isSoleVoter(): boolean {
     return allMembers(this.config).every((id) => (id === this.id) === isVoter(this.config, id));
@@ -450,6 +484,9 @@ export class Raft {
     this.reads.reset();
     this.progress.clear();
     this.leadTransferee = null;
+    this.leaderTicks = 0;
+    this.leaseUntil = 0;
+    this.transferAttempted = false;
     // A configuration entry of an earlier term may sit uncommitted in our log: no new
     // change until everything up to here is applied.
     this.pendingConfigIndex = this.log.lastIndex();
@@ -675,6 +712,7 @@ export class Raft {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    this.leaderTicks++;
     if (this.leadTransferee !== null && ++this.transferElapsed >= this.opts.electionTicks) {
       // The target did not take over within an election timeout: keep leading, unless we
       // were removed, in which case we try the next best voter.
@@ -692,7 +730,9 @@ export class Raft {
     }
     if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.broadcastHeartbeat(this.reads.round);
+      // Every heartbeat starts a read round: its acknowledgements confirm pending reads
+      // and renew the lease.
+      this.broadcastHeartbeat(this.reads.startRound(this.leaderTicks));
     }
   }
 
@@ -922,6 +962,8 @@ export class Raft {
   /** Serves every read whose round a majority has acknowledged. */
   private releaseReads(): void {
     const acked = committedValue(this.config, (id) => (id === this.id ? this.reads.round : (this.progress.get(id)?.readRound ?? 0)));
+    const since = this.reads.takeRoundTick(acked);
+    if (since !== undefined) this.leaseUntil = Math.max(this.leaseUntil, since + this.opts.leaseTicks);
     for (const r of this.reads.release(acked)) this.answerRead(r.from, r.requestId, r.index);
   }
 
@@ -972,6 +1014,7 @@ export class Raft {
   }
 
   private sendTimeoutNow(to: NodeId): void {
+    this.transferAttempted = true;
     this.send({ type: "TimeoutNow", from: this.id, to, term: this.term });
   }
 
@@ -983,7 +1026,7 @@ export class Raft {
     if (this.needsLeaveJoint()) {
       this.pendingConfigIndex = this.appendAsLeader([{ type: "config", data: encodeConfig(leaveJoint(this.config)) }]);
     }
-    if (this.reads.flushPending) this.broadcastHeartbeat(this.reads.startRound());
+    if (this.reads.flushPending) this.broadcastHeartbeat(this.reads.startRound(this.leaderTicks));
     if (this.broadcastPending) {
       this.broadcastPending = false;
       this.broadcastAppend();

@@ -23,6 +23,8 @@ export class ReadIndexQueue {
   flushPending = false;
   private pending: PendingRead[] = [];
   private waiting: { from: NodeId; requestId: number }[] = [];
+  /** The leader's tick count when each unacknowledged round started (for leases). */
+  private readonly roundTicks = new Map<number, number>();
 
   /** Queues a request for the next round. */
   add(from: NodeId, requestId: number, index: number): void {
@@ -30,11 +32,22 @@ export class ReadIndexQueue {
     this.flushPending = true;
   }
 
-  /** Starts the next round; its heartbeats carry the returned number. */
-  startRound(): number {
+  /** Starts the next round at leader tick `tick`; its heartbeats carry the returned number. */
+  startRound(tick: number): number {
     this.round++;
     this.flushPending = false;
+    this.roundTicks.set(this.round, tick);
     return this.round;
+  }
+
+  /**
+   * The tick at which round `acked` started, once a majority acknowledged it: the leader
+   * was certainly leader then. Forgets that round and every earlier one.
+   */
+  takeRoundTick(acked: number): number | undefined {
+    const tick = this.roundTicks.get(acked);
+    for (const r of this.roundTicks.keys()) if (r <= acked) this.roundTicks.delete(r);
+    return tick;
   }
 
   /** Removes and returns every request confirmed by a majority's acknowledgement of `ackedRound`. */
@@ -61,6 +74,7 @@ export class ReadIndexQueue {
     this.pending = [];
     this.waiting = [];
     this.flushPending = false;
+    this.roundTicks.clear();
     return dropped;
   }
 }

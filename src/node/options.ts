@@ -128,6 +128,13 @@ export interface RaftNodeOptions<Cmd, Result> {
    */
   readonly snapshotChunkBytes?: number;
   /**
+   * The clock drift that lease reads tolerate, as a fraction: the lease lasts
+   * `(electionTicks - 2) × (1 - maxClockDrift)` ticks after a majority acknowledged a
+   * heartbeat. Lease reads need `checkQuorum`; without it they fall back to ReadIndex.
+   * @defaultValue 0.1
+   */
+  readonly maxClockDrift?: number;
+  /**
    * `addMember` promotes a learner to voter once its log is within this many entries of the leader's.
    * @defaultValue 100
    */
@@ -155,6 +162,13 @@ function positiveInteger(name: string, value: unknown): number {
 function nonNegativeInteger(name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
     throw new RangeError(`RaftNode option '${name}' must be a non-negative integer (got ${String(value)})`);
+  }
+  return value;
+}
+
+function fraction(name: string, value: unknown): number {
+  if (typeof value !== "number" || !(value >= 0 && value < 1)) {
+    throw new RangeError(`RaftNode option '${name}' must be a number in [0, 1) (got ${String(value)})`);
   }
   return value;
 }
@@ -224,6 +238,7 @@ export function resolveOptions<Cmd, Result>(options: RaftNodeOptions<Cmd, Result
     trailingEntries: nonNegativeInteger("trailingEntries", options.trailingEntries ?? 1_000),
     snapshotChunkBytes: positiveInteger("snapshotChunkBytes", options.snapshotChunkBytes ?? 1024 * 1024),
     catchUpEntries: nonNegativeInteger("catchUpEntries", options.catchUpEntries ?? 100),
+    maxClockDrift: fraction("maxClockDrift", options.maxClockDrift ?? 0.1),
   };
   if (r.electionTicks <= r.heartbeatTicks) {
     throw new RangeError(`RaftNode option 'electionTicks' (${r.electionTicks}) must be greater than 'heartbeatTicks' (${r.heartbeatTicks})`);

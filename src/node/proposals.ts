@@ -66,6 +66,26 @@ export class PendingRequest<T> {
   }
 }
 
+/**
+ * Options of {@link RaftNode.read}.
+ * @public
+ */
+export interface ReadOptions extends RequestOptions {
+  /**
+   * How the read point is confirmed.
+   * - `read-index` (default): the leader confirms it still leads with a heartbeat round
+   *   (Raft §8). Linearizable whatever the clocks do; costs a round trip to a majority
+   *   (shared by every read in that round).
+   * - `lease`: the leader serves the read at once while its lease holds — less than an
+   *   election timeout (less `maxClockDrift`) after a majority last acknowledged a
+   *   heartbeat. No round trip, but it relies on bounded clock drift: if a node's clock
+   *   runs faster than the allowance, a new leader could be elected while the old one
+   *   still serves reads, which could then be stale. Falls back to `read-index` when the
+   *   lease is not held (and always on followers, which ask the leader).
+   */
+  readonly mode?: "read-index" | "lease";
+}
+
 /** Validates a per-call timeout. */
 export function timeoutOf(options: RequestOptions | undefined, fallback: number): number {
   const t = options?.timeoutMs ?? fallback;

@@ -8,7 +8,7 @@ import type { TimerHandle } from "./clock.js";
 import { coreOfNode } from "./internal.js";
 import type { RaftNodeEvents, RaftRole } from "./events.js";
 import { resolveOptions, type RaftNodeOptions, type ResolvedOptions } from "./options.js";
-import { PendingRequest, timeoutOf, type RequestOptions } from "./proposals.js";
+import { PendingRequest, timeoutOf, type ReadOptions, type RequestOptions } from "./proposals.js";
 
 /**
  * A peer's replication state as the leader sees it.
@@ -56,6 +56,7 @@ interface ProposalRequest<Result> {
 
 interface ReadRequest {
   readonly pending: PendingRequest<void>;
+  readonly lease: boolean;
 }
 
 /** Proposals handed to the core together, forwarded under one request id. */
@@ -165,6 +166,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         maxBytesPerMessage: o.maxBytesPerMessage,
         maxApplyEntries: 4096,
         snapshotChunkBytes: o.snapshotChunkBytes,
+        leaseTicks: o.checkQuorum ? Math.max(0, Math.floor((o.electionTicks - 2) * (1 - o.maxClockDrift))) : 0,
       },
       {
         hardState: stored.hardState,
@@ -231,16 +233,20 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    * completed (anywhere) before `read()` was called is applied here. Uses ReadIndex
    * (Raft §8): the leader confirms it still leads with a round of heartbeats; a follower
    * asks the leader. Reads made in the same turn of the event loop share one round.
+   * With `mode: 'lease'` the leader skips the round while its lease holds (see
+   * {@link ReadOptions.mode} for the trade-off).
    *
-   * Rejects with `TIMEOUT`, `ABORTED`, `BUSY` or `STOPPED`.
+   * Rejects with `TIMEOUT`, `ABORTED`, `BUSY` or `STOPPED`; throws `RangeError` on a bad option.
    */
-  read(options?: RequestOptions): Promise<void> {
+  read(options?: ReadOptions): Promise<void> {
     const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
+    const mode = options?.mode ?? "read-index";
+    if (mode !== "read-index" && mode !== "lease") throw new RangeError(`read option 'mode' must be 'read-index' or 'lease' (got ${String(mode)})`);
     const refusal = this.admissionError("read");
     if (refusal) return Promise.reject(refusal);
     const pending = new PendingRequest<void>(this.opts.clock, timeoutMs, options?.signal, () => this.live--, "read");
     this.live++;
-    this.queuedReads.push({ pending });
+    this.queuedReads.push({ pending, lease: mode === "lease" });
     this.scheduleFlush();
     return pending.promise;
   }
@@ -458,7 +464,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     this.queuedReads = [];
     try {
       if (proposals.length > 0) this.submitProposals(core, proposals);
-      if (reads.length > 0) this.submitReads(core, reads);
+      if (reads.length > 0) {
+        const lease = reads.filter((r) => r.lease);
+        if (lease.length > 0) this.submitReads(core, lease, true);
+        if (lease.length < reads.length) this.submitReads(core, reads.filter((r) => !r.lease), false);
+      }
     } catch (err) {
       this.fail(err);
       return;
@@ -491,9 +501,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     }
   }
 
-  private submitReads(core: Raft, batch: ReadRequest[]): void {
+  private submitReads(core: Raft, batch: ReadRequest[], lease: boolean): void {
     const requestId = ++this.requestSeq;
-    const outcome = core.readIndex(requestId);
+    const outcome = core.readIndex(requestId, lease);
     if (outcome === "no-leader") {
       for (const r of batch) this.parkedReads.push(r);
       return;

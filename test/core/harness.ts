@@ -30,6 +30,7 @@ export const DEFAULTS: Omit<RaftOptions, "id"> = {
   maxBytesPerMessage: 1 << 30,
   maxApplyEntries: 1000,
   snapshotChunkBytes: 1 << 16,
+  leaseTicks: 0,
 };
 
 /** A random source that returns `values` in turn, then repeats the last one. */
