@@ -15,9 +15,9 @@ export interface ApplyMeta {
  * deterministic: its result and its effect may depend only on the state and the command,
  * never on time, randomness or I/O that differs between nodes.
  *
- * `snapshot` and `restore` are optional but go together: without them the log is never
- * compacted, and a node that needs a snapshot from the leader (one far behind, or new)
- * stops with `INVALID_STATE`.
+ * `snapshot` and `restore` are optional; implement both or neither. Without `snapshot`
+ * the log is never compacted. Without `restore`, a node that must load a snapshot (at
+ * start, or sent by a leader) fails with `INVALID_STATE`.
  *
  * @typeParam Cmd - The commands that `RaftNode.propose` takes.
  * @typeParam Result - What `apply` returns, and so what `propose` resolves with.

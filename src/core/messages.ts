@@ -111,9 +111,13 @@ export interface MessageBase {
  * @public
  */
 export interface AppendEntriesMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "AppendEntries";
+  /** The index of the entry just before `entries` (0: the log's start). */
   readonly prevIndex: number;
+  /** The term of the entry at `prevIndex`; the follower refuses when its own differs. */
   readonly prevTerm: number;
+  /** The entries to append, contiguous from `prevIndex + 1`; empty for a probe. */
   readonly entries: readonly Entry[];
   /** The leader's commit index. */
   readonly commit: number;
@@ -128,10 +132,15 @@ export interface AppendEntriesMessage extends MessageBase {
  * @public
  */
 export interface AppendEntriesResponseMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "AppendEntriesResponse";
+  /** Whether the follower's log matched at `prevIndex` and the entries were appended. */
   readonly success: boolean;
+  /** On success the last index known to match; on rejection the rejected `prevIndex`. */
   readonly index: number;
+  /** On rejection, where the leader should probe next (see above); 0 on success. */
   readonly hintIndex: number;
+  /** On rejection, the term of the follower's entry at `prevIndex` (0: it has none); 0 on success. */
   readonly hintTerm: number;
 }
 
@@ -141,7 +150,9 @@ export interface AppendEntriesResponseMessage extends MessageBase {
  * @public
  */
 export interface HeartbeatMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "Heartbeat";
+  /** The commit index the follower may adopt: the leader's, capped at what it knows the follower holds. */
   readonly commit: number;
   /** The leader's ReadIndex round this heartbeat confirms (0: none). */
   readonly readRound: number;
@@ -152,7 +163,9 @@ export interface HeartbeatMessage extends MessageBase {
  * @public
  */
 export interface HeartbeatResponseMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "HeartbeatResponse";
+  /** The `readRound` of the heartbeat being answered. */
   readonly readRound: number;
 }
 
@@ -162,9 +175,13 @@ export interface HeartbeatResponseMessage extends MessageBase {
  * @public
  */
 export interface RequestVoteMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "RequestVote";
+  /** Whether this is a pre-vote (dissertation §9.6), which changes no voter's state. */
   readonly preVote: boolean;
+  /** The candidate's last log index, for the up-to-date check (Raft §5.4.1). */
   readonly lastIndex: number;
+  /** The term of the candidate's last entry. */
   readonly lastTerm: number;
   /** Set when the campaign follows a leadership transfer; it overrides the leader lease. */
   readonly transfer: boolean;
@@ -175,8 +192,11 @@ export interface RequestVoteMessage extends MessageBase {
  * @public
  */
 export interface RequestVoteResponseMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "RequestVoteResponse";
+  /** Whether this answers a pre-vote. */
   readonly preVote: boolean;
+  /** Whether the vote (or pre-vote) was granted. */
   readonly granted: boolean;
 }
 
@@ -186,8 +206,11 @@ export interface RequestVoteResponseMessage extends MessageBase {
  * @public
  */
 export interface ProposeMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "Propose";
+  /** Chosen by the follower; unique per follower across its restarts (with high probability). */
   readonly requestId: number;
+  /** The proposed entries, without index and term (the leader assigns them). */
   readonly entries: readonly { readonly type: EntryType; readonly data: Uint8Array }[];
 }
 
@@ -197,8 +220,11 @@ export interface ProposeMessage extends MessageBase {
  * @public
  */
 export interface ProposeResponseMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "ProposeResponse";
+  /** The `requestId` of the Propose being answered. */
   readonly requestId: number;
+  /** The index of the first appended entry (the others follow it), or 0: refused. */
   readonly index: number;
 }
 
@@ -207,7 +233,9 @@ export interface ProposeResponseMessage extends MessageBase {
  * @public
  */
 export interface ReadIndexMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "ReadIndex";
+  /** Chosen by the follower, to match the answer. */
   readonly requestId: number;
 }
 
@@ -217,8 +245,11 @@ export interface ReadIndexMessage extends MessageBase {
  * @public
  */
 export interface ReadIndexResponseMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "ReadIndexResponse";
+  /** The `requestId` of the ReadIndex being answered. */
   readonly requestId: number;
+  /** The read index: reads are linearizable once this index is applied. 0: refused. */
   readonly index: number;
 }
 
@@ -227,6 +258,7 @@ export interface ReadIndexResponseMessage extends MessageBase {
  * @public
  */
 export interface TimeoutNowMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "TimeoutNow";
 }
 
@@ -237,10 +269,13 @@ export interface TimeoutNowMessage extends MessageBase {
  * @public
  */
 export interface InstallSnapshotMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "InstallSnapshot";
+  /** What the whole snapshot covers; the same in every chunk. */
   readonly meta: SnapshotMeta;
   /** Where `data` starts in the snapshot's bytes. */
   readonly offset: number;
+  /** This chunk of the snapshot's bytes. */
   readonly data: Uint8Array;
   /** Whether this is the last chunk. */
   readonly done: boolean;
@@ -252,8 +287,11 @@ export interface InstallSnapshotMessage extends MessageBase {
  * @public
  */
 export interface InstallSnapshotResponseMessage extends MessageBase {
+  /** Discriminates the message. */
   readonly type: "InstallSnapshotResponse";
+  /** The `meta.index` of the snapshot being received. */
   readonly index: number;
+  /** The next byte the follower expects. */
   readonly offset: number;
 }
 

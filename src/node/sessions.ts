@@ -1,0 +1,433 @@
+// Client sessions for exactly-once commands (Raft dissertation §6.3): a state machine
+// wrapper that remembers, per client session, which commands it applied and what they
+// returned, so that a retried command is answered from the cache instead of applied again.
+import { jsonCodec, type Codec } from "../codec.js";
+import { RaftError } from "../errors.js";
+import type { ApplyMeta, StateMachine } from "../state-machine.js";
+
+/**
+ * A command of a {@link SessionStateMachine}: session bookkeeping, or a user command
+ * inside a session. Every variant carries `time`, the proposer's wall-clock time in
+ * milliseconds, from which the state machine derives its deterministic log time.
+ *
+ * - `register`: opens a session; its result carries the new client id (the entry's log index).
+ * - `command`: the user command `cmd`, number `seq` of client `session`. `ackSeq` is the
+ *   lowest seq whose result the client still needs: results of lower seqs are dropped.
+ * - `keepAlive`: marks the session active without applying anything.
+ * - `close`: ends the session and frees its cache now rather than at expiry.
+ * @public
+ */
+export type SessionCommand<Cmd> =
+  | { readonly kind: "register"; readonly time: number }
+  | {
+      readonly kind: "command";
+      readonly session: number;
+      readonly seq: number;
+      readonly ackSeq: number;
+      readonly time: number;
+      readonly cmd: Cmd;
+    }
+  | { readonly kind: "keepAlive"; readonly session: number; readonly time: number }
+  | { readonly kind: "close"; readonly session: number; readonly time: number };
+
+/**
+ * What a {@link SessionStateMachine} returns. Refusals are results, not throws: `apply`
+ * must be deterministic and a throw would stop the node.
+ *
+ * - `registered`: the session was opened; `session` is the client id to use.
+ * - `result`: the user state machine's result; `duplicate` is true when it came from the
+ *   cache because this (session, seq) was applied before.
+ * - `expired`: the session is unknown or expired (a {@link RaftClient} rejects with
+ *   `SESSION_EXPIRED`); the command was not applied.
+ * - `stale`: `seq` is below what the client acknowledged, so its result is gone; the
+ *   command was not applied (again).
+ * - `ok`: a keep-alive or close was applied.
+ * - `malformed`: the entry is not a session command (e.g. proposed without a client); nothing was applied.
+ * @public
+ */
+export type SessionResult<Result> =
+  | { readonly kind: "registered"; readonly session: number }
+  | { readonly kind: "result"; readonly result: Result; readonly duplicate: boolean }
+  | { readonly kind: "expired"; readonly session: number }
+  | { readonly kind: "stale"; readonly session: number; readonly seq: number }
+  | { readonly kind: "ok" }
+  | { readonly kind: "malformed"; readonly reason: string };
+
+/**
+ * Options for {@link SessionStateMachine}. Like every input of `apply`, they must be the
+ * same on every node and across restarts, or the nodes can disagree on which sessions live.
+ * @public
+ */
+export interface SessionStateMachineOptions<Result> {
+  /**
+   * A session expires when no command of it was applied for this many milliseconds of log
+   * time (the highest proposer time seen in the log, not any local clock).
+   * @defaultValue 3600000 (one hour)
+   */
+  readonly sessionTimeoutMs?: number;
+  /**
+   * The most sessions kept; registering one more expires the least recently active one.
+   * @defaultValue 100000
+   */
+  readonly maxSessions?: number;
+  /**
+   * The most results cached for one session (those at or above its `ackSeq`). A command
+   * that would exceed it expires the session instead of being applied: a client that
+   * keeps more than this many commands unacknowledged is broken or hostile.
+   * @defaultValue 1024
+   */
+  readonly maxResultsPerSession?: number;
+  /**
+   * How cached results are written into snapshots.
+   * @defaultValue JSON (an `undefined` result is kept as such)
+   */
+  readonly resultCodec?: Codec<Result>;
+}
+
+/**
+ * A session's state as {@link SessionStateMachine.sessionInfo} reports it.
+ * @public
+ */
+export interface SessionInfo {
+  /** The client id: the log index of the session's `register` entry. */
+  readonly id: number;
+  /** The log time of the session's last applied command. */
+  readonly lastActiveMs: number;
+  /** Results of seqs below this were acknowledged by the client and dropped. */
+  readonly ackSeq: number;
+  /** The highest seq applied so far (0: none). */
+  readonly highestSeq: number;
+  /** The seqs whose results are cached, ascending. */
+  readonly cachedSeqs: readonly number[];
+}
+
+interface Session<Result> {
+  readonly id: number;
+  lastActiveMs: number;
+  // Invariant: every key of `results` is >= ackSeq.
+  ackSeq: number;
+  highestSeq: number;
+  readonly results: Map<number, Result>;
+}
+
+const SNAPSHOT_VERSION = 1;
+const MAGIC = [0x52, 0x4b, 0x53, 0x53]; // "RKSS": raftkit session snapshot
+const HEADER_BYTES = MAGIC.length + 4;
+
+/**
+ * Wraps a user {@link StateMachine} with client sessions, for exactly-once commands
+ * (Raft dissertation §6.3): a client registers a session through the log, numbers its
+ * commands, and retries a command with the same number until it learns the result. The
+ * wrapper applies each (session, seq) once and answers retries from a cache.
+ *
+ * Everything is decided by the log alone, so every node agrees: the client id is the log
+ * index of the `register` entry; sessions expire by log time, the highest proposer time
+ * carried by the entries (`logTime = max(logTime, time)`), never by a local clock at apply.
+ * Proposers' wall clocks should roughly agree (NTP): one running ahead by X ms shortens
+ * every session's effective timeout by X ms.
+ *
+ * Sessions and cached results go into the snapshot together with the wrapped machine's
+ * state (a versioned format). `snapshot` and `restore` exist only when the wrapped
+ * machine has both.
+ *
+ * Construct the node with the wrapper and talk to it through {@link RaftNode.client}.
+ * (The alternative, a node option that wraps automatically, would hide the wrapper's
+ * command and result types from `propose()`; explicit wrapping keeps the node generic and
+ * lets the user read the wrapped machine and the session table directly.)
+ *
+ * @example
+ * ```ts
+ * const kv = new KvStateMachine();
+ * const node = new RaftNode({ ...nodeOptions, stateMachine: new SessionStateMachine(kv, { sessionTimeoutMs: 60_000 }) });
+ * await node.start();
+ * const client = node.client();
+ * await client.propose({ op: "put", key: "a", value: "1" }); // applied exactly once, however often it is retried
+ * ```
+ * @public
+ */
+export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCommand<Cmd>, SessionResult<Result>> {
+  /** The wrapped user state machine. */
+  readonly inner: StateMachine<Cmd, Result>;
+  /** The session timeout in log-time milliseconds. */
+  readonly sessionTimeoutMs: number;
+  private readonly maxSessions: number;
+  private readonly maxResults: number;
+  private readonly resultCodec: Codec<Result>;
+  /** Sessions in order of last activity, least recent first (a touch re-inserts at the end). */
+  private sessions = new Map<number, Session<Result>>();
+  // Invariant: never decreases.
+  private logTimeMs = 0;
+
+  /**
+   * Serialises the sessions and the wrapped machine's state. Present only when the
+   * wrapped machine has `snapshot` and `restore`.
+   */
+  readonly snapshot?: () => Promise<Uint8Array>;
+  /**
+   * Replaces the sessions and the wrapped machine's state with a snapshot's. Present only
+   * when the wrapped machine has `snapshot` and `restore`.
+   * @throws RaftError `CORRUPT` when `data` is not such a snapshot; the state is then unchanged.
+   */
+  readonly restore?: (data: Uint8Array) => Promise<void>;
+
+  /**
+   * Wraps `inner`.
+   * @throws RangeError when an option is out of range, naming it.
+   */
+  constructor(inner: StateMachine<Cmd, Result>, options: SessionStateMachineOptions<Result> = {}) {
+    if (typeof inner !== "object" || inner === null || typeof inner.apply !== "function") {
+      throw new TypeError("SessionStateMachine needs a state machine with an apply() method");
+    }
+    this.inner = inner;
+    this.sessionTimeoutMs = positive("sessionTimeoutMs", options.sessionTimeoutMs ?? 3_600_000);
+    this.maxSessions = positiveInteger("maxSessions", options.maxSessions ?? 100_000);
+    this.maxResults = positiveInteger("maxResultsPerSession", options.maxResultsPerSession ?? 1024);
+    this.resultCodec = options.resultCodec ?? undefinedSafeJson<Result>();
+    if (typeof inner.snapshot === "function" && typeof inner.restore === "function") {
+      this.snapshot = () => this.takeSnapshot();
+      this.restore = (data) => this.restoreSnapshot(data);
+    }
+  }
+
+  /** The log time: the highest proposer time applied so far, in milliseconds. */
+  get logTime(): number {
+    return this.logTimeMs;
+  }
+
+  /** The number of live sessions. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** A session's state, or undefined when it is unknown or expired. */
+  sessionInfo(id: number): SessionInfo | undefined {
+    const s = this.sessions.get(id);
+    if (s === undefined) return undefined;
+    return {
+      id: s.id,
+      lastActiveMs: s.lastActiveMs,
+      ackSeq: s.ackSeq,
+      highestSeq: s.highestSeq,
+      cachedSeqs: [...s.results.keys()].sort((a, b) => a - b),
+    };
+  }
+
+  /**
+   * Applies one entry. Deterministic: the outcome depends only on the entries applied
+   * before (and the options). Throws only when the wrapped machine throws.
+   */
+  apply(command: SessionCommand<Cmd>, meta: ApplyMeta): SessionResult<Result> | Promise<SessionResult<Result>> {
+    const problem = malformation(command);
+    if (problem !== null) return { kind: "malformed", reason: problem };
+    this.logTimeMs = Math.max(this.logTimeMs, command.time);
+    this.expireIdle();
+    switch (command.kind) {
+      case "register":
+        return this.register(meta.index);
+      case "keepAlive": {
+        const s = this.touch(command.session);
+        return s === undefined ? { kind: "expired", session: command.session } : { kind: "ok" };
+      }
+      case "close":
+        this.sessions.delete(command.session);
+        return { kind: "ok" };
+      case "command":
+        return this.applyCommand(command, meta);
+    }
+  }
+
+  private register(index: number): SessionResult<Result> {
+    // Least recently active first: the first key is the one to evict.
+    while (this.sessions.size >= this.maxSessions) this.sessions.delete(this.sessions.keys().next().value!);
+    this.sessions.set(index, { id: index, lastActiveMs: this.logTimeMs, ackSeq: 0, highestSeq: 0, results: new Map() });
+    return { kind: "registered", session: index };
+  }
+
+  private applyCommand(
+    command: Extract<SessionCommand<Cmd>, { kind: "command" }>,
+    meta: ApplyMeta,
+  ): SessionResult<Result> | Promise<SessionResult<Result>> {
+    const s = this.touch(command.session);
+    if (s === undefined) return { kind: "expired", session: command.session };
+    // The client never acknowledges the command it is sending, so this cannot make it stale.
+    this.acknowledge(s, Math.min(command.ackSeq, command.seq));
+    if (command.seq < s.ackSeq) return { kind: "stale", session: s.id, seq: command.seq };
+    if (s.results.has(command.seq)) return { kind: "result", result: s.results.get(command.seq) as Result, duplicate: true };
+    if (s.results.size >= this.maxResults) {
+      this.sessions.delete(s.id);
+      return { kind: "expired", session: s.id };
+    }
+    const store = (result: Result): SessionResult<Result> => {
+      s.results.set(command.seq, result);
+      s.highestSeq = Math.max(s.highestSeq, command.seq);
+      return { kind: "result", result, duplicate: false };
+    };
+    const r = this.inner.apply(command.cmd, meta);
+    return r instanceof Promise ? r.then(store) : store(r);
+  }
+
+  /** Marks a session active now (in log time); undefined when it is unknown or expired. */
+  private touch(id: number): Session<Result> | undefined {
+    const s = this.sessions.get(id);
+    if (s === undefined) return undefined;
+    s.lastActiveMs = this.logTimeMs;
+    // Re-insert at the end, keeping the map in order of last activity.
+    this.sessions.delete(id);
+    this.sessions.set(id, s);
+    return s;
+  }
+
+  private acknowledge(s: Session<Result>, ackSeq: number): void {
+    if (ackSeq <= s.ackSeq) return;
+    s.ackSeq = ackSeq;
+    for (const seq of s.results.keys()) if (seq < ackSeq) s.results.delete(seq);
+  }
+
+  /** Expires the sessions idle for longer than the timeout, in log time. */
+  private expireIdle(): void {
+    const horizon = this.logTimeMs - this.sessionTimeoutMs;
+    // Invariant: lastActiveMs ascends along the map (log time never decreases), so the idle ones come first.
+    for (const s of this.sessions.values()) {
+      if (s.lastActiveMs >= horizon) break;
+      this.sessions.delete(s.id);
+    }
+  }
+
+  // ------------------------------------------------------------------ snapshots
+  //
+  // Format: "RKSS", a u32 (big-endian) header length, a UTF-8 JSON header
+  // { version, logTimeMs, sessions: [[id, lastActiveMs, ackSeq, highestSeq, [[seq, base64 result], ...]], ...] }
+  // with sessions in order of last activity, then the wrapped machine's snapshot bytes.
+
+  private async takeSnapshot(): Promise<Uint8Array> {
+    const sessions = [...this.sessions.values()].map((s) => [
+      s.id,
+      s.lastActiveMs,
+      s.ackSeq,
+      s.highestSeq,
+      [...s.results].sort((a, b) => a[0] - b[0]).map(([seq, r]) => [seq, toBase64(this.resultCodec.encode(r))]),
+    ]);
+    const header = new TextEncoder().encode(JSON.stringify({ version: SNAPSHOT_VERSION, logTimeMs: this.logTimeMs, sessions }));
+    const user = await this.inner.snapshot!();
+    const out = new Uint8Array(HEADER_BYTES + header.byteLength + user.byteLength);
+    out.set(MAGIC, 0);
+    new DataView(out.buffer).setUint32(MAGIC.length, header.byteLength);
+    out.set(header, HEADER_BYTES);
+    out.set(user, HEADER_BYTES + header.byteLength);
+    return out;
+  }
+
+  private async restoreSnapshot(data: Uint8Array): Promise<void> {
+    const parsed = this.parseSnapshot(data);
+    // The wrapped machine keeps its old state when it throws; ours is only replaced after it succeeded.
+    await this.inner.restore!(parsed.user);
+    this.sessions = parsed.sessions;
+    this.logTimeMs = parsed.logTimeMs;
+  }
+
+  private parseSnapshot(data: Uint8Array): { logTimeMs: number; sessions: Map<number, Session<Result>>; user: Uint8Array } {
+    const corrupt = (why: string, cause?: unknown): RaftError =>
+      new RaftError("CORRUPT", `SessionStateMachine.restore: ${why}`, cause === undefined ? {} : { cause });
+    if (!(data instanceof Uint8Array) || data.byteLength < HEADER_BYTES || MAGIC.some((b, i) => data[i] !== b)) {
+      throw corrupt("not a session snapshot (bad magic)");
+    }
+    const headerBytes = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(MAGIC.length);
+    if (HEADER_BYTES + headerBytes > data.byteLength) throw corrupt("header length runs past the end");
+    let header: unknown;
+    try {
+      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data.subarray(HEADER_BYTES, HEADER_BYTES + headerBytes)));
+    } catch (cause) {
+      throw corrupt("the header is not UTF-8 JSON", cause);
+    }
+    const h = header as { version?: unknown; logTimeMs?: unknown; sessions?: unknown } | null;
+    if (typeof h !== "object" || h === null) throw corrupt("the header is not an object");
+    if (h.version !== SNAPSHOT_VERSION) throw corrupt(`unknown snapshot version ${JSON.stringify(h.version)}`);
+    if (!isFiniteNumber(h.logTimeMs)) throw corrupt("logTimeMs is not a number");
+    if (!Array.isArray(h.sessions)) throw corrupt("sessions is not an array");
+    const sessions = new Map<number, Session<Result>>();
+    let lastActive = -Infinity;
+    for (const [i, raw] of (h.sessions as unknown[]).entries()) {
+      if (!Array.isArray(raw) || raw.length !== 5) throw corrupt(`session ${i} is not a 5-tuple`);
+      const [id, lastActiveMs, ackSeq, highestSeq, results] = raw as unknown[];
+      if (!isSafeCount(id) || !isFiniteNumber(lastActiveMs) || !isSafeCount(ackSeq) || !isSafeCount(highestSeq) || !Array.isArray(results)) {
+        throw corrupt(`session ${i} has a malformed field`);
+      }
+      if (sessions.has(id)) throw corrupt(`session ${id} appears twice`);
+      if (lastActiveMs < lastActive) throw corrupt(`sessions are not in order of activity at ${i}`);
+      lastActive = lastActiveMs;
+      const cache = new Map<number, Result>();
+      for (const entry of results as unknown[]) {
+        if (!Array.isArray(entry) || entry.length !== 2 || !isSafeCount(entry[0]) || typeof entry[1] !== "string" || entry[0] < ackSeq) {
+          throw corrupt(`session ${id} has a malformed cached result`);
+        }
+        try {
+          cache.set(entry[0], this.resultCodec.decode(fromBase64(entry[1])));
+        } catch (cause) {
+          throw corrupt(`session ${id}: cached result of seq ${entry[0]} does not decode`, cause);
+        }
+      }
+      sessions.set(id, { id, lastActiveMs, ackSeq, highestSeq, results: cache });
+    }
+    return { logTimeMs: h.logTimeMs, sessions, user: data.subarray(HEADER_BYTES + headerBytes) };
+  }
+}
+
+/** Why `c` is not a session command, or null when it is one. */
+function malformation(c: unknown): string | null {
+  if (typeof c !== "object" || c === null) return "not an object";
+  const o = c as Record<string, unknown>;
+  if (!isFiniteNumber(o["time"])) return "time is not a finite number";
+  switch (o["kind"]) {
+    case "register":
+      return null;
+    case "keepAlive":
+    case "close":
+      return isSafeCount(o["session"]) ? null : "session is not a non-negative integer";
+    case "command":
+      if (!isSafeCount(o["session"])) return "session is not a non-negative integer";
+      if (!isSafeCount(o["seq"]) || !isSafeCount(o["ackSeq"])) return "seq or ackSeq is not a non-negative integer";
+      return null;
+    default:
+      return `unknown kind ${JSON.stringify(o["kind"])}`;
+  }
+}
+
+function isFiniteNumber(v: unknown): v is number {
+  return typeof v === "number" && Number.isFinite(v);
+}
+
+function isSafeCount(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+function positive(name: string, v: number): number {
+  if (!isFiniteNumber(v) || v <= 0) throw new RangeError(`SessionStateMachine option '${name}' must be a positive number (got ${String(v)})`);
+  return v;
+}
+
+function positiveInteger(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`SessionStateMachine option '${name}' must be a positive integer (got ${String(v)})`);
+  return v;
+}
+
+/** JSON, except that `undefined` (a result of a machine returning nothing) survives as empty bytes. */
+function undefinedSafeJson<T>(): Codec<T> {
+  const json = jsonCodec<T>();
+  return {
+    encode: (value) => (value === undefined ? new Uint8Array(0) : json.encode(value)),
+    decode: (bytes) => (bytes.byteLength === 0 ? (undefined as T) : json.decode(bytes)),
+  };
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(text: string): Uint8Array {
+  const s = atob(text);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
