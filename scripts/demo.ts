@@ -141,6 +141,10 @@ Try, from another terminal:
   curl ${httpUrl("1")}/v1/status
   kill -9 <the leader's pid>      and watch the client find the new leader
 
+Add a fourth node (stop it with Ctrl-C; the demo does not manage it), then remove it:
+  node ${path.relative(".", MAIN)} --node-id 4 --bind ${HOST}:${basePort + 3} --join ${HOST}:${basePort + 1000} --data-dir data/node4 ${mode}
+  curl -L -X DELETE ${httpUrl("1")}/v1/members/4   (or, in the client: remove-member 4)
+
 `);
 
 client = spawn(process.execPath, [MAIN, "--cluster", cluster, mode], { stdio: "inherit" });

@@ -33,6 +33,14 @@ export interface Codec<T> {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+interface BufferLike {
+  from(text: string, encoding: "utf8"): Uint8Array;
+}
+// On Node.js, Buffer encodes short strings about twice as fast as TextEncoder; elsewhere
+// (browsers, workers) TextEncoder does the job.
+const nodeBuffer = (globalThis as { Buffer?: BufferLike }).Buffer;
+const encodeUtf8: (text: string) => Uint8Array = nodeBuffer ? (text) => nodeBuffer.from(text, "utf8") : (text) => encoder.encode(text);
+
 /**
  * The default codec: UTF-8 JSON. Works for any JSON-serialisable command (no `bigint`,
  * `Map`, `Date` or `undefined` fields: JSON drops or changes them).
@@ -43,7 +51,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  */
 export function jsonCodec<T>(): Codec<T> {
   return {
-    encode: (value) => encoder.encode(JSON.stringify(value)),
+    encode: (value) => encodeUtf8(JSON.stringify(value)),
     decode: (bytes) => JSON.parse(decoder.decode(bytes)) as T,
   };
 }

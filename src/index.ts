@@ -1,6 +1,15 @@
 // The public API of raftkit: explicit named re-exports only, so that every new public
 // symbol shows up in a diff and in the API report.
 
+/**
+ * raftkit: an embeddable Raft consensus SDK for TypeScript on Node.js. Give a `RaftNode`
+ * a `StateMachine`, a `RaftStorage` and a `Transport`; `propose()` resolves with the state
+ * machine's result once the command is committed and applied. Guides: docs/embedding.md,
+ * docs/adapters.md, docs/testing.md and docs/operations.md in the repository.
+ *
+ * @packageDocumentation
+ */
+
 export { RaftError, isRaftError } from "./errors.js";
 export type { RaftErrorCode, RaftErrorOptions } from "./errors.js";
 export { jsonCodec } from "./codec.js";
@@ -36,6 +45,10 @@ export type {
 
 export { RaftNode } from "./node/raft-node.js";
 export type { MembershipChange } from "./core/membership.js";
+export { RaftClient } from "./node/client.js";
+export type { RaftClientOptions, SessionTarget } from "./node/client.js";
+export { SessionStateMachine } from "./node/sessions.js";
+export type { SessionCommand, SessionResult, SessionInfo, SessionStateMachineOptions } from "./node/sessions.js";
 export type { PeerStatus, RaftStatus } from "./node/raft-node.js";
 export type { RaftNodeOptions } from "./node/options.js";
 export type { ReadOptions, RequestOptions } from "./node/proposals.js";

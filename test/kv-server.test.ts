@@ -1,7 +1,8 @@
 // The example KV server as its users run it: real processes (`node dist/examples/kv-server/main.js`,
 // built by `npm run build`, which `npm test` runs first) on loopback, real sockets, real
 // LevelDB directories, kill -9. Only what real processes can show is tested here.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -116,23 +117,35 @@ async function api(port: number, method: string, urlPath: string, body?: unknown
   return { status: res.status, headers: res.headers, body: parsed };
 }
 
+async function metricsOf(port: number): Promise<string> {
+  return (await api(port, "GET", "/metrics")).body as string;
+}
+
 // ---------------------------------------------------------------- a cluster
 
 interface Cluster {
+  /** The Raft ports of the 3 initial nodes. */
   readonly raftPorts: number[];
+  /** Free Raft ports for nodes 4, 5, ... added later (their HTTP ports, +1000, are free too). */
+  readonly sparePorts: number[];
   readonly dirs: string[];
+  /** Node `id`'s process at index id - 1; null once stopped. */
   readonly procs: (Proc | null)[];
   /** The client (HTTP) port of node `id` ("1", "2", ...). */
   http(id: string): number;
 }
 
-/** Starts 3 nodes; `argsOf` gives node i's flags. Retries on a port taken in the meantime. */
-async function startCluster(name: string, argsOf: (i: number, raftPorts: number[], dirs: string[]) => string[]): Promise<Cluster> {
+/**
+ * Starts 3 nodes; `argsOf` gives node i's flags. Reserves `spare` more ports for nodes
+ * added later. Retries on a port taken in the meantime.
+ */
+async function startCluster(name: string, argsOf: (i: number, raftPorts: number[], dirs: string[]) => string[], spare = 0): Promise<Cluster> {
   for (let attempt = 1; ; attempt++) {
-    const raftPorts = await freeRaftPorts(3);
+    const ports = await freeRaftPorts(3 + spare);
+    const raftPorts = ports.slice(0, 3);
     const dirs = await Promise.all([0, 1, 2].map(() => tempDir()));
     const started = [0, 1, 2].map((i) => run(`${name} node ${i + 1}`, argsOf(i, raftPorts, dirs)));
-    const cluster: Cluster = { raftPorts, dirs, procs: started, http: (id) => raftPorts[Number(id) - 1]! + 1000 };
+    const cluster: Cluster = { raftPorts, sparePorts: ports.slice(3), dirs, procs: started, http: (id) => ports[Number(id) - 1]! + 1000 };
     const up = await Promise.race([
       waitFor(`${name} to elect a leader`, () => leaderOf(cluster)).then(() => true),
       ...started.map((p) => p.exited.then(() => false)),
@@ -154,7 +167,11 @@ async function leaderOf(c: Cluster): Promise<string | undefined> {
 }
 
 function followerOf(c: Cluster, leader: string): string {
-  return ["1", "2", "3"].find((id) => id !== leader && c.procs[Number(id) - 1] !== null)!;
+  return liveIds(c).find((id) => id !== leader)!;
+}
+
+function liveIds(c: Cluster): string[] {
+  return c.procs.map((p, i) => (p === null ? null : String(i + 1))).filter((id): id is string => id !== null);
 }
 
 // ---------------------------------------------------------------- the interactive client
@@ -329,8 +346,6 @@ describe("raftkit-kv: three server processes", () => {
       ["GET", "/v1/kv/a/b", undefined, 404, "UNKNOWN_ROUTE"],
       ["POST", "/v1/kv/bad", { value: "x" }, 405, "METHOD_NOT_ALLOWED"],
       ["DELETE", "/v1/status", undefined, 405, "METHOD_NOT_ALLOWED"],
-      ["POST", "/v1/members", { id: 4, address: `${HOST}:1` }, 501, "NOT_IMPLEMENTED"],
-      ["DELETE", "/v1/members/3", undefined, 501, "NOT_IMPLEMENTED"],
     ];
     for (const [method, url, body, status, code] of cases) {
       const r = await api(L, method, url, body);
@@ -338,7 +353,6 @@ describe("raftkit-kv: three server processes", () => {
       expect(typeof r.body.error).toBe("string");
     }
     expect((await api(L, "POST", "/v1/kv/bad", {})).headers.get("allow")).toBe("GET, PUT, DELETE");
-    expect((await api(L, "DELETE", "/v1/members/3")).body.error).toMatch(/issue 6/);
     expect((await api(L, "GET", "/v1/kv/bad")).status).toBe(404);
     expect((await api(L, "GET", "/v1/status")).body.lastIndex).toBe(before);
     // A value exactly at the limit is accepted.
@@ -357,6 +371,16 @@ describe("raftkit-kv: three server processes", () => {
     expect(text).toMatch(/^raftkit_kv_proposals_total\{op="put",outcome="ok"\} \d+$/m);
     expect(text).toMatch(/^raftkit_kv_proposal_duration_seconds_count\{op="put"\} \d+$/m);
     expect(text).toMatch(/^raftkit_http_requests_total\{method="PUT",route="\/v1\/kv\/:key",status="200"\} \d+$/m);
+    // Durable writes, timed around the storage's save().
+    expect(Number(/^raftkit_storage_save_duration_seconds_count (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
+    expect(text).toMatch(/^raftkit_storage_save_duration_seconds_bucket\{le="0\.001"\} \d+$/m);
+    // Messages per peer: the leader talks to both followers.
+    for (const id of ["1", "2", "3"].filter((m) => m !== leader)) {
+      expect(text).toMatch(new RegExp(`^raftkit_transport_peer_messages_total\\{peer="${id}",direction="out"\\} [1-9]\\d*$`, "m"));
+    }
+    expect(text).toMatch(/^raftkit_transport_messages_total\{kind="dropped"\} \d+$/m);
+    expect(text).toMatch(/^raftkit_voters 3$/m);
+    expect(text).toMatch(/^raftkit_learners 0$/m);
   });
 
   let session: ClientSession;
@@ -433,6 +457,157 @@ describe("raftkit-kv: three server processes", () => {
   });
 });
 
+describe("raftkit-kv: membership changes", () => {
+  let c: Cluster;
+  let leader: string;
+  const peersFlag = (ports: number[]): string => ports.map((p, j) => `${j + 1}=${HOST}:${p}`).join(",");
+  const argsOf = (i: number, ports: number[], dirs: string[]): string[] => ["--node-id", String(i + 1), "--peers", peersFlag(ports), "--data-dir", dirs[i]!];
+  let joinArgs: string[];
+  const members = async (port: number): Promise<[string, string, string][]> =>
+    (await api(port, "GET", "/v1/status")).body.members.map((m: { id: string; role: string; address: string }) => [m.id, m.role, m.address]);
+  const raftAddress = (id: string): string => `${HOST}:${[...c.raftPorts, ...c.sparePorts][Number(id) - 1]}`;
+
+  beforeAll(async () => {
+    c = await startCluster("members", argsOf, 2);
+    leader = (await leaderOf(c))!;
+  });
+
+  it("grows from 3 to 4 nodes with --join: the new node serves a linearizable read of older data", async () => {
+    expect((await api(c.http(leader), "PUT", "/v1/kv/early", { value: "written before the join" })).status).toBe(200);
+    // Join through a follower: the request is redirected to the leader.
+    const via = followerOf(c, leader);
+    joinArgs = ["--node-id", "4", "--bind", raftAddress("4"), "--join", `${HOST}:${c.http(via)}`, "--data-dir", await tempDir()];
+    c.procs[3] = run("members node 4", joinArgs);
+    const voters = await waitFor("node 4 to become a voter", async () => {
+      const m = await members(c.http(leader));
+      return m.length === 4 && m.every(([, role]) => role === "voter") ? m : undefined;
+    });
+    expect(voters).toEqual(["1", "2", "3", "4"].map((id) => [id, "voter", raftAddress(id)]));
+    expect(await api(c.http("4"), "GET", "/v1/kv/early")).toMatchObject({ status: 200, body: { value: "written before the join" } });
+    // The new node knows every member's address (the configuration carries them) and redirects to the leader.
+    expect(await members(c.http("4"))).toEqual(voters);
+    if (leader !== "4") {
+      const put = await api(c.http("4"), "PUT", "/v1/kv/late", { value: "x" });
+      expect(put.headers.get("location")).toBe(`http://${HOST}:${c.http(leader)}/v1/kv/late`);
+    }
+    // The interactive client lists the members.
+    const { lines } = await clientScript(c.raftPorts.map((p) => `${HOST}:${p}`).join(","), ["members", "add-member x y"]);
+    expect(JSON.parse(lines[0]!)).toEqual(voters.map(([id, role, address]) => ({ id, role, address })));
+    expect(lines[1]).toMatch(/^ERROR a member id is a positive integer/);
+  });
+
+  it("does not add a node again when it restarts with --join on its data dir", async () => {
+    // How many POST /v1/members the first three nodes have answered, in all.
+    const posts = async (): Promise<number> => {
+      let n = 0;
+      for (const id of ["1", "2", "3"]) {
+        for (const m of (await metricsOf(c.http(id))).matchAll(/^raftkit_http_requests_total\{method="POST",route="\/v1\/members",status="\d+"\} (\d+)$/gm)) n += Number(m[1]);
+      }
+      return n;
+    };
+    const before = await posts();
+    const old = c.procs[3]!;
+    old.child.kill("SIGKILL");
+    await old.exited;
+    const again = run("members node 4 (restarted)", joinArgs);
+    c.procs[3] = again;
+    await waitFor("node 4 to say it is a member already", async () => (/not joining again/.test(again.output()) ? true : undefined));
+    await waitFor("node 4 to follow the leader again", async () => {
+      const s = (await api(c.http("4"), "GET", "/v1/status")).body;
+      return s.leader !== null && s.role === "follower" ? true : undefined;
+    });
+    leader = await waitFor("a leader", () => leaderOf(c));
+    expect(await members(c.http(leader))).toEqual(["1", "2", "3", "4"].map((id) => [id, "voter", raftAddress(id)]));
+    expect(await posts()).toBe(before);
+  });
+
+  it("keeps a node that never catches up a learner, shown as one, until DELETE removes it", async () => {
+    leader = await waitFor("a leader", () => leaderOf(c));
+    const L = c.http(leader);
+    // Nothing listens at node 5's address: it is added as a learner and never promoted.
+    const adding = api(L, "POST", "/v1/members", { id: 5, address: raftAddress("5") });
+    await waitFor("node 5 to be a learner", async () => ((await members(L)).some(([id, role]) => id === "5" && role === "learner") ? true : undefined));
+    const s = (await api(L, "GET", "/v1/status")).body;
+    expect(s.members.find((m: { id: string }) => m.id === "5")).toMatchObject({ role: "learner", voter: false, address: raftAddress("5") });
+    expect(await metricsOf(L)).toMatch(/^raftkit_learners 1$/m);
+    expect(await api(L, "DELETE", "/v1/members/5")).toMatchObject({ status: 200 });
+    expect(await adding).toMatchObject({ status: 409, body: { code: "INVALID_CHANGE", error: expect.stringMatching(/removed while/) } });
+    expect((await members(L)).map(([id]) => id)).toEqual(["1", "2", "3", "4"]);
+  });
+
+  it("refuses bad member input: 400, 404 for a non-member, 409 for a clash, 307 from a follower", async () => {
+    leader = await waitFor("a leader", () => leaderOf(c));
+    const L = c.http(leader);
+    const before = (await api(L, "GET", "/v1/status")).body.lastIndex;
+    const cases: [string, string, unknown, number, string][] = [
+      ["POST", "/v1/members", "{nope", 400, "INVALID_JSON"],
+      ["POST", "/v1/members", {}, 400, "MISSING_FIELD"],
+      ["POST", "/v1/members", { address: `${HOST}:1` }, 400, "MISSING_FIELD"],
+      ["POST", "/v1/members", { id: 5 }, 400, "MISSING_FIELD"],
+      ["POST", "/v1/members", { id: "five", address: `${HOST}:1` }, 400, "INVALID_FIELD"],
+      ["POST", "/v1/members", { id: 0, address: `${HOST}:1` }, 400, "INVALID_FIELD"],
+      ["POST", "/v1/members", { id: 1.5, address: `${HOST}:1` }, 400, "INVALID_FIELD"],
+      ["POST", "/v1/members", { id: 5, address: "nohost" }, 400, "INVALID_FIELD"],
+      ["POST", "/v1/members", { id: 5, address: `${HOST}:70000` }, 400, "INVALID_FIELD"],
+      ["POST", "/v1/members", { id: 5, address: 7 }, 400, "INVALID_FIELD"],
+      ["DELETE", "/v1/members/abc", undefined, 400, "INVALID_MEMBER_ID"],
+      ["DELETE", "/v1/members/0", undefined, 400, "INVALID_MEMBER_ID"],
+      ["DELETE", "/v1/members/9", undefined, 404, "NOT_MEMBER"],
+      ["POST", "/v1/members", { id: 4, address: `${HOST}:1` }, 409, "MEMBER_EXISTS"],
+      ["POST", "/v1/members", { id: 5, address: raftAddress("1") }, 409, "ADDRESS_IN_USE"],
+      ["GET", "/v1/members", undefined, 405, "METHOD_NOT_ALLOWED"],
+    ];
+    for (const [method, url, body, status, code] of cases) {
+      const r = await api(L, method, url, body);
+      expect({ method, url, body, status: r.status, code: r.body.code }).toEqual({ method, url, body, status, code });
+      expect(typeof r.body.error).toBe("string");
+    }
+    expect((await api(L, "GET", "/v1/status")).body.lastIndex).toBe(before);
+    // Adding a member that is there already, at its address, changes nothing and answers 200.
+    expect(await api(L, "POST", "/v1/members", { id: 4, address: raftAddress("4") })).toMatchObject({ status: 200, body: { members: expect.any(Array) } });
+    const F = c.http(followerOf(c, leader));
+    const post = await api(F, "POST", "/v1/members", { id: 5, address: `${HOST}:1` });
+    expect(post).toMatchObject({ status: 307, body: { code: "NOT_LEADER", leader } });
+    expect(post.headers.get("location")).toBe(`http://${HOST}:${L}/v1/members`);
+    expect((await api(F, "DELETE", "/v1/members/2")).status).toBe(307);
+  });
+
+  it("removes a follower with DELETE /v1/members/N", async () => {
+    leader = await waitFor("a leader", () => leaderOf(c));
+    const gone = liveIds(c).find((id) => id !== leader && id !== "4")!;
+    const del = await api(c.http(leader), "DELETE", `/v1/members/${gone}`);
+    expect(del.status).toBe(200);
+    expect(del.body.members.map((m: { id: string }) => m.id)).toEqual(["1", "2", "3", "4"].filter((id) => id !== gone));
+    const p = c.procs[Number(gone) - 1]!;
+    p.child.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+    c.procs[Number(gone) - 1] = null;
+    expect(await members(c.http(leader))).toHaveLength(3);
+    expect((await api(c.http(leader), "PUT", "/v1/kv/three", { value: "3 voters" })).status).toBe(200);
+    expect(await metricsOf(c.http(leader))).toMatch(/^raftkit_membership_changes_total\{outcome="ok"\} [1-9]\d*$/m);
+  });
+
+  it("removes the leader: it hands over, and the new leader serves writes", async () => {
+    const old = await waitFor("a leader", () => leaderOf(c));
+    const del = await api(c.http(old), "DELETE", `/v1/members/${old}`);
+    expect(del.status).toBe(200);
+    const rest = liveIds(c).filter((id) => id !== old);
+    expect(del.body.members.map((m: { id: string }) => m.id)).toEqual(rest);
+    const p = c.procs[Number(old) - 1]!;
+    p.child.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+    c.procs[Number(old) - 1] = null;
+    leader = await waitFor("a new leader", () => leaderOf(c));
+    expect(rest).toContain(leader);
+    expect((await api(c.http(leader), "PUT", "/v1/kv/after", { value: "the leader left" })).status).toBe(200);
+    for (const id of rest) {
+      expect(await api(c.http(id), "GET", "/v1/kv/after")).toMatchObject({ status: 200, body: { value: "the leader left" } });
+      expect(await api(c.http(id), "GET", "/v1/kv/early")).toMatchObject({ status: 200, body: { value: "written before the join" } });
+    }
+    await killAll();
+  });
+});
+
 describe("raftkit-kv: the kvapp-c README flow", () => {
   it("starts three nodes with --node-id/--bind/--cluster/--data-dir, then put, get, delete, list", async () => {
     const c = await startCluster("readme", (i, ports, dirs) => [
@@ -464,6 +639,49 @@ describe("raftkit-kv: the kvapp-c README flow", () => {
   });
 });
 
+const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
+
+/** A CA and one certificate per node (EC P-256, subjectAltName IP:127.0.0.1), made with openssl. */
+function makeCertificates(dir: string, names: readonly string[]): void {
+  const ssl = (...args: string[]): void => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  ssl("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=raftkit-kv test CA");
+  writeFileSync(path.join(dir, "ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
+  for (const n of names) {
+    ssl("req", ...ec, "-keyout", `${n}.key`, "-out", `${n}.csr`, "-subj", `/CN=${n}`);
+    ssl("x509", "-req", "-in", `${n}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${n}.pem`, "-days", "2", "-extfile", "ext");
+  }
+}
+
+describe("raftkit-kv: mutual TLS between nodes", () => {
+  it.skipIf(!hasOpenssl)("forms a cluster over TLS with --tls-cert/--tls-key/--tls-ca and replicates", async () => {
+    const certs = await tempDir();
+    makeCertificates(certs, ["node1", "node2", "node3"]);
+    const c = await startCluster("tls", (i, ports, dirs) => [
+      "--node-id",
+      String(i + 1),
+      "--cluster",
+      ports.map((p) => `${HOST}:${p}`).join(","),
+      "--data-dir",
+      dirs[i]!,
+      "--tls-cert",
+      path.join(certs, `node${i + 1}.pem`),
+      "--tls-key",
+      path.join(certs, `node${i + 1}.key`),
+      "--tls-ca",
+      path.join(certs, "ca.pem"),
+    ]);
+    const leader = (await leaderOf(c))!;
+    expect((await api(c.http(leader), "PUT", "/v1/kv/secret", { value: "over tls" })).status).toBe(200);
+    expect(await api(c.http(followerOf(c, leader)), "GET", "/v1/kv/secret")).toMatchObject({ status: 200, body: { value: "over tls" } });
+    expect(c.procs[0]!.output()).toMatch(/raft 127\.0\.0\.1:\d+ \(TLS\)/);
+    await killAll();
+  });
+});
+
 describe("raftkit-kv: the command line", () => {
   it("refuses bad flags with a clear message and exit code 2", async () => {
     const ask = async (args: string[]): Promise<{ code: number | null; out: string }> => {
@@ -471,12 +689,14 @@ describe("raftkit-kv: the command line", () => {
       const code = await p.exited;
       return { code, out: p.output() };
     };
-    const [none, unknown, noDir, notMember, join, presets, help] = await Promise.all([
+    const [none, unknown, noDir, notMember, join, joinAndCluster, halfTls, presets, help] = await Promise.all([
       ask([]),
       ask(["--frobnicate"]),
       ask(["--node-id", "1", "--cluster", `${HOST}:7001,${HOST}:7002`]),
       ask(["--node-id", "3", "--cluster", `${HOST}:7001,${HOST}:7002`, "--data-dir", "/nonexistent"]),
       ask(["--node-id", "4", "--join", `${HOST}:8001`, "--data-dir", "/nonexistent"]),
+      ask(["--node-id", "4", "--bind", `${HOST}:7004`, "--join", `${HOST}:8001`, "--cluster", `${HOST}:7001`, "--data-dir", "/nonexistent"]),
+      ask(["--node-id", "1", "--cluster", `${HOST}:7001`, "--data-dir", "/nonexistent", "--tls-cert", "c.pem"]),
       ask(["--cluster", `${HOST}:7001`, "--fast-mode", "--demo-mode"]),
       ask(["--help"]),
     ]);
@@ -484,7 +704,9 @@ describe("raftkit-kv: the command line", () => {
     expect(unknown).toMatchObject({ code: 2, out: expect.stringMatching(/--frobnicate/) });
     expect(noDir).toMatchObject({ code: 2, out: expect.stringMatching(/--data-dir/) });
     expect(notMember).toMatchObject({ code: 2, out: expect.stringMatching(/--node-id 3 is not a member/) });
-    expect(join).toMatchObject({ code: 2, out: expect.stringMatching(/not supported yet: membership changes land with issue 6/) });
+    expect(join).toMatchObject({ code: 2, out: expect.stringMatching(/--join needs --bind/) });
+    expect(joinAndCluster).toMatchObject({ code: 2, out: expect.stringMatching(/either --join .* or --cluster/) });
+    expect(halfTls).toMatchObject({ code: 2, out: expect.stringMatching(/TLS needs all of .* missing --tls-key, --tls-ca/) });
     expect(presets).toMatchObject({ code: 2, out: expect.stringMatching(/one timing preset/) });
     expect(help).toMatchObject({ code: 0, out: expect.stringMatching(/--demo-mode +tick 100 ms, election timeout 3 s-6 s/) });
   });

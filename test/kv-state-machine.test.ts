@@ -238,7 +238,7 @@ describe("KvStateMachine: determinism and snapshots", () => {
     return out;
   }
 
-  it.each([1, 2, 3])("two machines fed the same commands end equal (seed %i)", (seed) => {
+  it.each([1, 2, 3])("two machines fed the same commands end equal (seed %i)", async (seed) => {
     const commands = randomCommands(seed, 1000);
     const a = new KvStateMachine();
     const b = new KvStateMachine();
@@ -248,19 +248,45 @@ describe("KvStateMachine: determinism and snapshots", () => {
     expect(rb).toEqual(ra);
     expect(b.list()).toEqual(a.list());
     expect(b.lastApplied).toEqual(a.lastApplied);
-    expect(Buffer.from(b.snapshot()).equals(Buffer.from(a.snapshot()))).toBe(true);
+    expect(Buffer.from(await b.snapshot()).equals(Buffer.from(await a.snapshot()))).toBe(true);
   });
 
-  it("restores from a snapshot and continues identically", () => {
+  it("restores from a snapshot and continues identically", async () => {
     const commands = randomCommands(9, 600);
     const a = new KvStateMachine();
     applyAll(a, commands.slice(0, 300));
     const b = new KvStateMachine();
-    b.restore(a.snapshot());
+    b.restore(await a.snapshot());
     expect(b.lastApplied).toEqual(a.lastApplied);
     expect(applyAll(b, commands.slice(300))).toEqual(applyAll(a, commands.slice(300)));
     expect(b.list()).toEqual(a.list());
   });
+
+  it("captures the state when called: writes during serialisation are not in the snapshot", async () => {
+    const kv = new KvStateMachine();
+    let index = 0;
+    for (let i = 0; i < 120_000; i++) kv.apply({ op: "put", key: `k${String(i).padStart(6, "0")}`, value: "v" }, { index: ++index, term: 1 });
+    const pending = kv.snapshot(); // serialised in chunks, across several turns of the event loop
+    kv.apply({ op: "put", key: "late", value: "x" }, { index: ++index, term: 1 });
+    kv.apply({ op: "delete", key: "k000000" }, { index: ++index, term: 1 });
+    const restored = new KvStateMachine();
+    restored.restore(await pending);
+    expect(restored.size).toBe(120_000);
+    expect(restored.get("late")).toBeUndefined();
+    expect(restored.get("k000000")).toBe("v");
+    expect(restored.lastApplied.index).toBe(120_000);
+  });
+
+  it("snapshots and restores a 1,000,000-key state", async () => {
+    const kv = new KvStateMachine();
+    for (let i = 0; i < 1_000_000; i++) kv.apply({ op: "put", key: `key/${String(i).padStart(7, "0")}`, value: `value-${i}` }, { index: i + 1, term: 1 });
+    const data = await kv.snapshot();
+    const restored = new KvStateMachine();
+    restored.restore(data);
+    expect(restored.size).toBe(1_000_000);
+    expect(restored.get("key/0999999")).toBe("value-999999");
+    expect(restored.list({ prefix: "key/000001", limit: 3 }).map((e) => e.key)).toEqual(["key/0000010", "key/0000011", "key/0000012"]);
+  }, 30_000);
 
   it("refuses a corrupt snapshot with CORRUPT and keeps its state", () => {
     const kv = new KvStateMachine();

@@ -130,6 +130,17 @@ describe("membership changes (dissertation §4.3)", () => {
   });
 });
 
+it("a learner that never answered is not promoted, however short the log", async () => {
+  const c = new Cluster();
+  await c.add("n1", ["n1"]);
+  await until(() => c.nodes.get("n1")!.isLeader);
+  const leader = c.nodes.get("n1")!;
+  // Only the no-op is in the log: within catchUpEntries of anything, yet n9 has nothing.
+  await expect(leader.addMember("n9", undefined, { timeoutMs: 200 })).rejects.toMatchObject({ code: "TIMEOUT" });
+  expect(leader.status().voters).toEqual(["n1"]);
+  await c.stop();
+});
+
 describe("leadership transfer (dissertation §3.10)", () => {
   it("moves leadership to the chosen voter", async () => {
     const c = new Cluster();

@@ -159,6 +159,9 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   if (join !== null && values.bind === undefined) throw new UsageError("--join needs --bind HOST:PORT: the Raft address the cluster reaches this node at");
   if (values["data-dir"] === undefined || values["data-dir"] === "") throw new UsageError("a server needs --data-dir DIR");
   const bind = values.bind === undefined ? self!.raft : hostPort(values.bind, "--bind");
+  if (join !== null && ["0.0.0.0", "::"].includes(bind.host)) {
+    throw new UsageError(`with --join, --bind is this node's address in the cluster: give one the other members can dial, not ${formatHostPort(bind)}`);
+  }
   let clientBind: HostPort;
   if (values["client-bind"] !== undefined) clientBind = hostPort(values["client-bind"], "--client-bind");
   else {

@@ -14,6 +14,11 @@ export const clientHelp = `commands:
   cas KEY EXPECTED NEW   set KEY to NEW only if its value is EXPECTED;
                          write - or null for "absent": cas k - v creates k, cas k v - deletes it
   status                 every node's role, term and indexes
+  members                the members (voters and learners) and their Raft addresses
+  add-member ID HOST:PORT
+                         add node ID, whose Raft listener is at HOST:PORT (start it with
+                         --join, which does this itself, or with an empty --peers list)
+  remove-member ID       remove node ID (the leader too: it hands over first)
   help                   this text
   quit                   leave (also exit, Ctrl-D)
 Quote a key or value that has spaces or is literally - or null: put k "two words",
@@ -53,7 +58,7 @@ export async function runClient(config: ClientConfig): Promise<number> {
       if (tokens.length > 0) {
         const name = tokens[0]!.text.toLowerCase();
         if (name === "quit" || name === "exit") break;
-        const outcome = await execute(client, name, tokens.slice(1), interactive);
+        const outcome = await execute(client, name, tokens.slice(1), interactive, config.timing.membershipTimeoutMs + 2_000);
         if (outcome.failed) failures++;
         process.stdout.write(`${outcome.text}\n`);
       }
@@ -67,7 +72,8 @@ export async function runClient(config: ClientConfig): Promise<number> {
   return failures > 0 && !interactive ? 1 : 0;
 }
 
-async function execute(client: ClusterClient, name: string, args: Token[], pretty: boolean): Promise<Outcome> {
+/** @param membershipTimeoutMs how long one membership request may take (the server's own timeout, and a little more) */
+async function execute(client: ClusterClient, name: string, args: Token[], pretty: boolean, membershipTimeoutMs: number): Promise<Outcome> {
   const want = (n: number, shape: string): void => {
     if (args.length !== n) throw new CommandError(`usage: ${shape}`);
   };
@@ -109,6 +115,23 @@ async function execute(client: ClusterClient, name: string, args: Token[], prett
       case "status":
         if (args.length > 0) throw new CommandError("usage: status");
         return { text: await statusOfAll(client, pretty), failed: false };
+      case "members": {
+        if (args.length > 0) throw new CommandError("usage: members");
+        const res = await client.send("GET", "/v1/status", undefined, "idempotent");
+        return expect(res, 200, (b) => formatMembers(b["members"], pretty));
+      }
+      case "add-member": {
+        want(2, "add-member ID HOST:PORT");
+        const id = memberId(args[0]!);
+        // Adding a member that is already there (at the same address) is answered 200, so a retry is harmless.
+        const res = await client.send("POST", "/v1/members", { id: Number(id), address: args[1]!.text }, "idempotent", membershipTimeoutMs);
+        return expect(res, 200, (b) => formatMembers(b["members"], pretty));
+      }
+      case "remove-member": {
+        want(1, "remove-member ID");
+        const res = await client.send("DELETE", `/v1/members/${memberId(args[0]!)}`, undefined, "once", membershipTimeoutMs);
+        return expect(res, 200, (b) => formatMembers(b["members"], pretty));
+      }
       default:
         throw new CommandError(`unknown command ${JSON.stringify(name)}; type help`);
     }
@@ -143,6 +166,26 @@ function expect(res: ApiResponse, status: number, format: (body: Record<string, 
 
 function codeOf(body: unknown): unknown {
   return typeof body === "object" && body !== null ? (body as Record<string, unknown>)["code"] : undefined;
+}
+
+function memberId(t: Token): string {
+  if (!/^[1-9][0-9]{0,8}$/.test(t.text)) throw new CommandError(`a member id is a positive integer, got ${JSON.stringify(t.text)}`);
+  return t.text;
+}
+
+interface MemberLine {
+  readonly id: string;
+  readonly role?: string;
+  readonly voter?: boolean;
+  readonly address: string | null;
+}
+
+/** Piped: one line of JSON, [{id, role, address}]; on a terminal, one member a line. */
+function formatMembers(members: unknown, pretty: boolean): string {
+  const list = (Array.isArray(members) ? members : []) as MemberLine[];
+  const rows = list.map((m) => ({ id: m.id, role: m.role ?? (m.voter ? "voter" : "learner"), address: m.address }));
+  if (!pretty) return JSON.stringify(rows);
+  return rows.map((m) => `node ${m.id}  ${m.role.padEnd(8)} ${m.address ?? "(address unknown)"}`).join("\n");
 }
 
 function formatItems(items: readonly { key: string; value: string }[], pretty: boolean): string {

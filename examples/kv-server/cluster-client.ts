@@ -46,8 +46,12 @@ export class ClusterClient {
     this.preferred = endpoints[0]!;
   }
 
-  /** Sends `method path` to the cluster and returns the first answer that is not a redirect or a retryable 503. */
-  async send(method: string, path: string, body: unknown, policy: RetryPolicy): Promise<ApiResponse> {
+  /**
+   * Sends `method path` to the cluster and returns the first answer that is not a redirect
+   * or a retryable 503. `timeoutMs` overrides the client's per-exchange timeout (for slow
+   * requests such as membership changes).
+   */
+  async send(method: string, path: string, body: unknown, policy: RetryPolicy, timeoutMs = this.requestTimeoutMs): Promise<ApiResponse> {
     const deadline = Date.now() + this.retryMs;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     let target = this.preferred;
@@ -56,7 +60,7 @@ export class ClusterClient {
     for (let attempt = 0; ; attempt++) {
       let res: RawResponse;
       try {
-        res = await this.exchange(target, method, path, payload, this.requestTimeoutMs);
+        res = await this.exchange(target, method, path, payload, timeoutMs);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? "";
         lastProblem = `${target}: ${(err as Error).message}`;

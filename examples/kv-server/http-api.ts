@@ -3,25 +3,21 @@
 // 4xx never changes the state.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { RaftError, validateKvCommand } from "raftkit";
-import type { KvCommand, KvListOptions, KvStateMachine, Logger, RaftNode } from "raftkit";
+import type { ClusterConfig, KvCommand, KvListOptions, KvStateMachine, Logger, RaftNode } from "raftkit";
 import { HttpError, parseJsonObject, readBody, sendError, sendJson, stringField } from "./http-io.js";
 import type { IndexedKvResult } from "./indexed-kv.js";
+import { type AddressBook, canonicalAddress, isMember } from "./members.js";
 import type { KvMetrics, Outcome } from "./metrics.js";
-
-export interface ApiMember {
-  readonly id: string;
-  /** Where its Raft listener is reached, "host:port". */
-  readonly address: string;
-  /** The base URL of its HTTP API, where a follower redirects writes when it leads. */
-  readonly clientUrl: string;
-}
 
 export interface ApiContext {
   readonly node: RaftNode<KvCommand, IndexedKvResult>;
   readonly kv: KvStateMachine;
-  readonly members: readonly ApiMember[];
+  /** Where members are: their Raft addresses and the URLs of their HTTP APIs. */
+  readonly book: AddressBook;
   /** How long a write or a linearizable read may wait before the answer is 504. */
   readonly requestTimeoutMs: number;
+  /** How long a membership change may take (adding includes copying the log) before the answer is 504. */
+  readonly membershipTimeoutMs: number;
   readonly metrics: KvMetrics;
   readonly logger: Logger;
 }
@@ -45,11 +41,11 @@ interface Route {
 
 const DEFAULT_LIST_LIMIT = 1000;
 const MAX_LIST_LIMIT = 10_000;
-const MEMBERSHIP_MESSAGE = "membership changes are not supported yet: they land with issue 6";
+/** Node ids as the command line takes them (--node-id). */
+const MEMBER_ID = /^[1-9][0-9]{0,8}$/;
 
 export function createApiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
-  const { node, kv, metrics } = ctx;
-  const clientUrls = new Map(ctx.members.map((m) => [m.id, m.clientUrl]));
+  const { node, kv, metrics, book } = ctx;
   // A JSON string escapes a byte as at most 6 ("\u0000"), so a body this large can still
   // carry a value at the limit; anything larger is refused while it is being read.
   const valueBodyLimit = 6 * kv.limits.maxValueBytes + 1024;
@@ -58,7 +54,7 @@ export function createApiHandler(ctx: ApiContext): (req: IncomingMessage, res: S
 
   /** The answer for a request that needs the leader, on a node that is not it. */
   function notLeader(leader: string | null, rawUrl: string): HttpError {
-    const base = leader === null || leader === node.id ? undefined : clientUrls.get(leader);
+    const base = leader === null || leader === node.id ? undefined : book.clientUrl(leader);
     if (base === undefined) {
       return new HttpError(503, "NO_LEADER", "no leader is known right now; retry shortly", { leader: null });
     }
@@ -223,11 +219,8 @@ export function createApiHandler(ctx: ApiContext): (req: IncomingMessage, res: S
   const status: Handler = async (_req, res) => {
     const s = node.status();
     const match = new Map(s.peers.map((peer) => [peer.id, peer.matchIndex]));
-    const members = ctx.members.map((m) => ({
-      id: m.id,
-      address: m.address,
-      clientUrl: m.clientUrl,
-      voter: s.voters.includes(m.id),
+    const members = book.view(s).map((m) => ({
+      ...m,
       // Known only on the leader: how far each member's log is known to match its own.
       ...(match.has(m.id) ? { matchIndex: match.get(m.id) } : {}),
     }));
@@ -239,13 +232,129 @@ export function createApiHandler(ctx: ApiContext): (req: IncomingMessage, res: S
       commitIndex: s.commitIndex,
       appliedIndex: s.appliedIndex,
       lastIndex: s.lastIndex,
+      joint: s.joint,
       members,
     });
   };
 
-  const membership: Handler = async () => {
-    throw new HttpError(501, "NOT_IMPLEMENTED", MEMBERSHIP_MESSAGE);
+  // ---------------------------------------------------------------- membership
+
+  /** POST /v1/members {"id": N, "address": "HOST:PORT"}: adds a learner, promoted once caught up. */
+  const addMember: Handler = async (req, res, p) => {
+    const body = await jsonBody(req, 4096);
+    const id = memberIdField(body);
+    const address = addressField(body);
+    if (!node.isLeader) throw notLeader(node.leaderId, p.rawUrl);
+    const s = node.status();
+    const known = book.address(id);
+    if (isMember(s, id) && known !== undefined && known !== address) {
+      throw new HttpError(409, "MEMBER_EXISTS", `node ${id} is already a member, at ${known}; remove it first to move it`, { id, address: known });
+    }
+    const clash = [...s.voters, ...s.learners].find((other) => other !== id && book.address(other) === address);
+    if (clash !== undefined) {
+      throw new HttpError(409, "ADDRESS_IN_USE", `${address} is the address of node ${clash}`, { id: clash, address });
+    }
+    const config = await changeMembership(`adding node ${id}`, p.rawUrl, () => addCaughtUp(id, address));
+    sendJson(res, 200, { members: book.view(config) });
   };
+
+  /**
+   * addMember's two steps, with a stricter catch-up test between them. RaftNode.addMember
+   * promotes a learner once its match index is within `catchUpEntries` of the leader's
+   * last index, which on a log shorter than that holds before the learner has received
+   * anything: an unreachable node (a wrong address, a TLS certificate the others reject)
+   * would become a voter and count against the quorum. So the learner is added here, and
+   * promoted (by addMember, which finds it a learner) only once it has acknowledged the
+   * log up to the entry that added it.
+   */
+  async function addCaughtUp(id: string, address: string): Promise<ClusterConfig> {
+    const deadline = Date.now() + ctx.membershipTimeoutMs;
+    const left = (): number => Math.max(1, deadline - Date.now());
+    if (!isMember(node.status(), id)) {
+      await node.changeMembership({ addLearners: [id], addresses: { [id]: address } }, { timeoutMs: left() });
+    }
+    if (!node.status().voters.includes(id)) {
+      const target = node.status().commitIndex;
+      for (;;) {
+        const s = node.status();
+        if (s.role !== "leader") throw new RaftError("NOT_LEADER", `${node.id} lost leadership while adding ${id}`, { leaderId: s.leader });
+        if (s.voters.includes(id)) break; // promoted meanwhile (by a concurrent request)
+        if (!s.learners.includes(id)) throw new RaftError("INVALID_STATE", `node ${id} was removed while it was being added`);
+        const match = s.peers.find((peer) => peer.id === id)?.matchIndex ?? 0;
+        if (match >= target) break;
+        if (Date.now() >= deadline) {
+          throw new RaftError("TIMEOUT", `learner ${id} has acknowledged the log up to ${match} of ${target}: is ${address} reachable, and does it accept this cluster's connections? It stays a learner`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    return node.addMember(id, address, { timeoutMs: left() });
+  }
+
+  /** DELETE /v1/members/N: removes a voter or a learner, this node (the leader) included. */
+  const removeMember: Handler = async (_req, res, p) => {
+    const id = p.rawKey;
+    if (!MEMBER_ID.test(id)) throw new HttpError(400, "INVALID_MEMBER_ID", `a member id is a positive integer, got ${JSON.stringify(id)}`);
+    if (!node.isLeader) throw notLeader(node.leaderId, p.rawUrl);
+    if (!isMember(node.status(), id)) throw new HttpError(404, "NOT_MEMBER", `node ${id} is not a member`, { id });
+    const config = await changeMembership(`removing node ${id}`, p.rawUrl, () => node.removeMember(id, { timeoutMs: ctx.membershipTimeoutMs }));
+    sendJson(res, 200, { members: book.view(config) });
+  };
+
+  async function changeMembership(what: string, rawUrl: string, change: () => Promise<ClusterConfig>): Promise<ClusterConfig> {
+    const done = metrics.membershipChange();
+    try {
+      const config = await change();
+      done("ok");
+      ctx.logger.info(`membership: ${what} done; voters ${config.voters.join(",")}${config.learners.length > 0 ? `, learners ${config.learners.join(",")}` : ""}`);
+      return config;
+    } catch (err) {
+      const answer = membershipFailure(err, what, rawUrl);
+      done(outcomeOf(answer));
+      throw answer;
+    }
+  }
+
+  function membershipFailure(err: unknown, what: string, rawUrl: string): HttpError {
+    if (!(err instanceof RaftError)) return internal(err);
+    switch (err.code) {
+      case "NOT_LEADER":
+        return notLeader(err.leaderId ?? node.leaderId, rawUrl);
+      case "BUSY":
+        // Raft takes one configuration change at a time (and none while leadership moves).
+        return new HttpError(409, "CHANGE_IN_PROGRESS", `another membership change or a leadership transfer is in progress; retry shortly (${err.message})`);
+      case "INVALID_STATE":
+        return new HttpError(409, "INVALID_CHANGE", err.message);
+      case "DROPPED": {
+        const answer = notLeader(node.leaderId, rawUrl);
+        return answer.status === 307 ? answer : new HttpError(503, "DROPPED", `leadership changed while ${what}; it did not complete: retry`, { leader: node.leaderId });
+      }
+      case "TIMEOUT":
+      case "ABORTED":
+        return new HttpError(504, "TIMEOUT", `${what} was not confirmed within ${ctx.membershipTimeoutMs} ms; it may still complete (${err.message})`);
+      case "STOPPED":
+        return new HttpError(503, "STOPPED", `the node is stopping; ${what} may still complete`);
+      default:
+        return internal(err);
+    }
+  }
+
+  function memberIdField(body: Record<string, unknown>): string {
+    if (!Object.hasOwn(body, "id")) throw new HttpError(400, "MISSING_FIELD", 'request body needs "id" (a positive integer)');
+    const v = body["id"];
+    const text = typeof v === "number" && Number.isSafeInteger(v) ? String(v) : typeof v === "string" ? v : null;
+    if (text === null || !MEMBER_ID.test(text)) {
+      throw new HttpError(400, "INVALID_FIELD", `"id" must be a positive integer (at most 9 digits), got ${JSON.stringify(v) ?? typeof v}`);
+    }
+    return text;
+  }
+
+  function addressField(body: Record<string, unknown>): string {
+    const text = stringField(body, "address", false) as string;
+    const address = canonicalAddress(text);
+    if (address === null) throw new HttpError(400, "INVALID_FIELD", `"address" must be the member's Raft address, HOST:PORT, got ${JSON.stringify(text)}`);
+    return address;
+  }
 
   const prometheus: Handler = async (_req, res) => {
     const text = await metrics.registry.metrics();
@@ -266,8 +375,8 @@ export function createApiHandler(ctx: ApiContext): (req: IncomingMessage, res: S
       return null;
     }
     if (s[2] === "status" && s.length === 3) return at("/v1/status", { GET: status });
-    if (s[2] === "members" && s.length === 3) return at("/v1/members", { POST: membership });
-    if (s[2] === "members" && s.length === 4 && s[3] !== "") return at("/v1/members/:id", { DELETE: membership });
+    if (s[2] === "members" && s.length === 3) return at("/v1/members", { POST: addMember });
+    if (s[2] === "members" && s.length === 4 && s[3] !== "") return at("/v1/members/:id", { DELETE: removeMember }, s[3]);
     return null;
   }
 
@@ -327,7 +436,10 @@ function outcomeOf(answer: HttpError): Outcome {
       return "dropped";
     case "STOPPED":
     case "BUSY":
+    case "CHANGE_IN_PROGRESS":
       return "unavailable";
+    case "INVALID_CHANGE":
+      return "refused";
     default:
       return "error";
   }

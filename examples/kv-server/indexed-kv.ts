@@ -19,7 +19,7 @@ export class IndexedKvStateMachine implements StateMachine<KvCommand, IndexedKvR
   }
 
   // Forwarded so that the wrapper keeps working once RaftNode takes snapshots.
-  snapshot(): Uint8Array {
+  snapshot(): Uint8Array | Promise<Uint8Array> {
     return this.kv.snapshot();
   }
 

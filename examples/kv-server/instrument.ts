@@ -57,15 +57,21 @@ export class TimedStorage implements RaftStorage {
  * its TcpTransport must already accept the leader's connection to receive the log that
  * tells it the configuration. RaftNode replaces the peer map with the configuration's
  * address book on every change (`setPeerAddresses`); this adds the bootstrap addresses to
- * it until {@link ObservedTransport.clearBootstrap} (once the configuration names this node).
+ * it until {@link ObservedTransport.clearBootstrap} (once a configuration names this node).
  */
 export class ObservedTransport implements Transport {
   /** Messages handed to the transport, by destination (sent or dropped later by it). */
   readonly sentTo = new Map<NodeId, number>();
   /** Messages delivered by the transport, by sender. */
   readonly receivedFrom = new Map<NodeId, number>();
+  /**
+   * Messages to a node that is not in the peer map, by destination: TcpTransport drops
+   * them. (Its other drops, such as a full queue, it counts only in total.)
+   */
+  readonly unknownPeerDrops = new Map<NodeId, number>();
+  private known: ReadonlySet<NodeId>;
   private bootstrap: ReadonlyMap<NodeId, string> = new Map();
-  private configured: ReadonlyMap<NodeId, string> | null;
+  private configured: ReadonlyMap<NodeId, string>;
 
   /** @param initial the peer map the inner transport was constructed with */
   constructor(
@@ -73,6 +79,7 @@ export class ObservedTransport implements Transport {
     initial: ReadonlyMap<NodeId, string>,
   ) {
     this.configured = initial;
+    this.known = new Set(initial.keys());
   }
 
   start(handler: MessageHandler): Promise<void> {
@@ -84,6 +91,7 @@ export class ObservedTransport implements Transport {
 
   send(message: Message): void {
     this.sentTo.set(message.to, (this.sentTo.get(message.to) ?? 0) + 1);
+    if (!this.known.has(message.to)) this.unknownPeerDrops.set(message.to, (this.unknownPeerDrops.get(message.to) ?? 0) + 1);
     this.inner.send(message);
   }
 
@@ -102,14 +110,19 @@ export class ObservedTransport implements Transport {
     this.update();
   }
 
+  /**
+   * Forgets the bootstrap addresses from the next {@link ObservedTransport.setPeerAddresses}
+   * on. Call it from the `config` event: RaftNode emits it just before it hands the
+   * configuration's addresses to the transport, so the peer map never shrinks in between.
+   */
   clearBootstrap(): void {
-    if (this.bootstrap.size === 0) return;
     this.bootstrap = new Map();
-    this.update();
   }
 
   private update(): void {
     // The configuration's addresses win: they are newer than what --join learned.
-    this.inner.setPeerAddresses(new Map([...this.bootstrap, ...(this.configured ?? [])]));
+    const peers = new Map([...this.bootstrap, ...this.configured]);
+    this.known = new Set(peers.keys());
+    this.inner.setPeerAddresses(peers);
   }
 }

@@ -47,6 +47,11 @@ async function runServer(config: ServerConfig): Promise<void> {
       shutdown?.(signal, 0);
     });
   }
+  server.joined.catch((err: unknown) => {
+    if (signalled) return;
+    logger.error(`cannot join the cluster: ${err instanceof Error ? err.message : String(err)}`);
+    shutdown?.("join failed", EXIT_FAILURE);
+  });
 }
 
 let command: CommandLine;

@@ -49,13 +49,25 @@ export function configProblem(config: ClusterConfig): string | null {
 
 /**
  * A membership change (Raft dissertation §4.3): which members to add and remove, as
- * voters or as learners. Adding a learner as a voter promotes it.
+ * voters or as learners. Adding a learner as a voter promotes it. A change that changes
+ * the voters goes through a joint configuration; one that only changes learners applies
+ * directly. The change must not be empty and must leave at least one voter.
+ *
+ * @example
+ * ```ts
+ * await leader.changeMembership({ addLearners: ["n4"], addresses: { n4: "10.0.0.4:7001" } });
+ * await leader.changeMembership({ addVoters: ["n4"], removeVoters: ["n1"] }); // n4 promoted, n1 out
+ * ```
  * @public
  */
 export interface MembershipChange {
+  /** Members to make voters: new ids, or current learners (promoted). */
   readonly addVoters?: readonly NodeId[];
+  /** Current voters to remove from the cluster. */
   readonly removeVoters?: readonly NodeId[];
+  /** New members that replicate the log without voting; not current voters. */
   readonly addLearners?: readonly NodeId[];
+  /** Current learners to remove from the cluster. */
   readonly removeLearners?: readonly NodeId[];
   /** Addresses ("host:port") of added members, for transports that learn them from the configuration. */
   readonly addresses?: Readonly<Record<NodeId, string>>;

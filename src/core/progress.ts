@@ -84,7 +84,11 @@ export class Progress {
   readRound = 0;
   /** In snapshot state: the index of the snapshot being sent, and the next byte to send. */
   pendingSnapshot = 0;
+  /** The next byte the follower expects (acknowledged) and the next byte to send. */
   snapshotOffset = 0;
+  snapshotSentOffset = 0;
+  /** The leader's tick when it last sent this follower a snapshot chunk. */
+  snapshotSentTick = -Infinity;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflight: number, maxInflightBytes: number) {
@@ -115,6 +119,7 @@ export class Progress {
     this.state = "snapshot";
     this.pendingSnapshot = index;
     this.snapshotOffset = 0;
+    this.snapshotSentOffset = 0;
     this.probeSent = false;
     this.inflights.reset();
   }

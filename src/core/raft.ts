@@ -104,6 +104,16 @@ export interface ProposalItem {
 }
 
 const EMPTY = new Uint8Array(0);
+/**
+ * Messages only a leader sends, about its log and its leadership. They depend on nothing
+ * this node has yet to make durable: the term was made durable before the election was
+ * won, and the entries they carry count toward commit here only once durable. Responses
+ * and votes (which promise durable state) are not among them.
+ */
+const SENT_BEFORE_PERSIST: ReadonlySet<Message["type"]> = new Set(["AppendEntries", "Heartbeat", "InstallSnapshot", "TimeoutNow"]);
+
+/** Snapshot chunks in flight per follower: enough to keep a link busy, few enough to resend cheaply. */
+const SNAPSHOT_WINDOW_CHUNKS = 4;
 /** How many forwarded request ids per follower the leader remembers, to drop duplicates. */
 const DEDUP_WINDOW = 4096;
 
@@ -349,11 +359,18 @@ export class Raft {
     this.flush();
     const hs = this.hardState();
     const committedEntries = this.log.entriesToApply(this.opts.maxApplyEntries);
+    const entries = this.log.unstableEntries();
+    const p = this.persistedHardState;
+    const earlyMessages: Message[] = [];
+    const messages: Message[] = [];
+    for (const m of this.messages) (SENT_BEFORE_PERSIST.has(m.type) ? earlyMessages : messages).push(m);
     const rd: Ready = {
       snapshot: this.pendingInstall,
-      hardState: sameHardState(hs, this.persistedHardState) ? null : hs,
-      entries: this.log.unstableEntries(),
-      messages: this.messages,
+      mustSync: entries.length > 0 || this.pendingInstall !== null || hs.term !== p.term || hs.vote !== p.vote,
+      hardState: sameHardState(hs, p) ? null : hs,
+      entries,
+      earlyMessages,
+      messages,
       committedEntries,
       readStates: this.readStates,
       proposals: this.proposalOutcomes,
@@ -672,8 +689,20 @@ export class Raft {
       this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success: true, index: this.log.committed, hintIndex: 0, hintTerm: 0 });
       return;
     }
+    if (this.log.matchTerm(index, m.meta.term)) {
+      // Raft §7: the snapshot describes a prefix of our log. Entries after it are still
+      // valid and must stay (the leader may already count them as replicated here), so
+      // nothing is installed: the snapshot's last entry is committed, and that is all.
+      this.incoming = null;
+      this.log.commitTo(index);
+      this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success: true, index, hintIndex: 0, hintTerm: 0 });
+      return;
+    }
     const ack = (offset: number): void => this.send({ type: "InstallSnapshotResponse", from: this.id, to: m.from, term: this.term, index, offset });
-    if (m.offset === 0) this.incoming = { term: this.term, meta: m.meta, chunks: [], received: 0 };
+    const resuming = this.incoming !== null && this.incoming.meta.index === index && this.incoming.term === this.term;
+    // Offset 0 starts a transfer, unless this one is already under way: then it is a resent
+    // chunk, and the answer below tells the leader where to resume.
+    if (m.offset === 0 && !resuming) this.incoming = { term: this.term, meta: m.meta, chunks: [], received: 0 };
     const inc = this.incoming;
     if (inc === null || inc.meta.index !== index || inc.term !== this.term || m.offset !== inc.received) {
       // Lost, duplicated or stale chunk: tell the leader where we are (0: start over).
@@ -833,8 +862,10 @@ export class Raft {
     pr.recentActive = true;
     pr.probeSent = false;
     if (pr.state === "snapshot") {
-      // The last chunk or its answer may have been lost: send it again.
-      this.sendSnapshotChunk(m.from, pr);
+      // The last chunk or its answer may have been lost: send it again, but only when it
+      // has gone unanswered for a while (heartbeat answers can arrive in bursts, e.g. after
+      // a reconnect, and each resent chunk may be megabytes).
+      if (this.leaderTicks - pr.snapshotSentTick >= 2 * this.opts.heartbeatTicks) this.sendSnapshotChunks(m.from, pr, true);
       if (m.readRound > pr.readRound) {
         pr.readRound = m.readRound;
         this.releaseReads();
@@ -877,7 +908,7 @@ export class Raft {
       // The follower needs entries we compacted: it gets the snapshot instead (Raft §7).
       invariant(this.snapshot !== null, () => `entry ${prevIndex} is compacted but there is no snapshot to send ${to}`);
       pr.becomeSnapshot(this.snapshot.meta.index);
-      this.sendSnapshotChunk(to, pr);
+      this.sendSnapshotChunks(to, pr, false);
       return true;
     }
     const entries = this.log.slice(pr.next, this.opts.maxEntriesPerMessage, this.opts.maxBytesPerMessage);
@@ -895,25 +926,28 @@ export class Raft {
     return true;
   }
 
-  /** Sends the chunk of the snapshot that starts at the follower's acknowledged offset. */
-  private sendSnapshotChunk(to: NodeId, pr: Progress): void {
+  /**
+   * Sends snapshot chunks up to a window of `SNAPSHOT_WINDOW_CHUNKS` past the follower's
+   * acknowledged offset; with `resend`, from that offset again (chunks were lost).
+   */
+  private sendSnapshotChunks(to: NodeId, pr: Progress, resend: boolean): void {
     const snap = this.snapshot!;
     if (pr.pendingSnapshot !== snap.meta.index) {
       // A newer snapshot replaced the one being sent: start over with it.
       pr.becomeSnapshot(snap.meta.index);
     }
-    const offset = pr.snapshotOffset;
-    const end = Math.min(offset + this.opts.snapshotChunkBytes, snap.data.byteLength);
-    this.send({
-      type: "InstallSnapshot",
-      from: this.id,
-      to,
-      term: this.term,
-      meta: snap.meta,
-      offset,
-      data: snap.data.subarray(offset, end),
-      done: end >= snap.data.byteLength,
-    });
+    if (resend) pr.snapshotSentOffset = pr.snapshotOffset;
+    const size = snap.data.byteLength;
+    const limit = Math.min(size, pr.snapshotOffset + SNAPSHOT_WINDOW_CHUNKS * this.opts.snapshotChunkBytes);
+    // An empty snapshot still takes one (empty, final) chunk.
+    if (pr.snapshotSentOffset >= limit && !(size === 0 && pr.snapshotSentOffset === 0)) return;
+    pr.snapshotSentTick = this.leaderTicks;
+    do {
+      const offset = pr.snapshotSentOffset;
+      const end = Math.min(offset + this.opts.snapshotChunkBytes, size);
+      this.send({ type: "InstallSnapshot", from: this.id, to, term: this.term, meta: snap.meta, offset, data: snap.data.subarray(offset, end), done: end >= size });
+      pr.snapshotSentOffset = end === offset ? end + 1 : end; // past the end once the empty final chunk went
+    } while (pr.snapshotSentOffset < limit);
   }
 
   private handleSnapshotResponse(m: InstallSnapshotResponseMessage): void {
@@ -921,9 +955,17 @@ export class Raft {
     if (pr === undefined) return;
     pr.recentActive = true;
     if (pr.state !== "snapshot" || m.index !== pr.pendingSnapshot) return;
-    if (m.offset === pr.snapshotOffset && m.offset !== 0) return; // a duplicate answer
+    if (m.offset === 0 && pr.snapshotOffset > 0) {
+      // The follower lost what it had (it restarted): start over.
+      pr.snapshotOffset = 0;
+      this.sendSnapshotChunks(m.from, pr, true);
+      return;
+    }
+    // A repeated answer means a chunk was lost or reordered; the heartbeat answers resend.
+    if (m.offset <= pr.snapshotOffset) return;
     pr.snapshotOffset = m.offset;
-    this.sendSnapshotChunk(m.from, pr);
+    if (pr.snapshotSentOffset < m.offset) pr.snapshotSentOffset = m.offset;
+    this.sendSnapshotChunks(m.from, pr, false);
   }
 
   private broadcastAppend(): void {

@@ -24,6 +24,9 @@ export interface ProposalOutcome {
  * Everything the core asks of its driver after a round of inputs. The driver handles a
  * Ready in exactly these steps, in this order:
  *
+ * 0. Send `earlyMessages`: the leader's replication traffic, which does not wait for the
+ *    leader's own write (Raft dissertation §10.2.1: the leader counts itself toward
+ *    commit only once its write is durable, so writing in parallel is safe).
  * 1. Persist `snapshot` (replacing the whole log), `entries` (truncating any stored
  *    entries at or after `entries[0].index`) and `hardState` in one atomic, durable write.
  * 2. Only then send `messages`: votes, acknowledgements and responses depend on that
@@ -39,11 +42,18 @@ export interface ProposalOutcome {
 export interface Ready {
   /** A snapshot received from the leader, to persist and restore the state machine from; or null. */
   readonly snapshot: Snapshot | null;
+  /**
+   * Whether step 1 must be durable before step 2: false when only the commit index
+   * changed, which is safe to lose in a crash (etcd's raft makes the same distinction).
+   */
+  readonly mustSync: boolean;
   /** The hard state to persist, or null when it did not change. */
   readonly hardState: HardState | null;
   /** Entries to persist. */
   readonly entries: readonly Entry[];
-  /** Messages to send once the above is durable. */
+  /** Messages that may go before the write of step 1 completes. */
+  readonly earlyMessages: readonly Message[];
+  /** Messages to send once the write of step 1 is durable. */
   readonly messages: readonly Message[];
   /** Committed entries to apply, in index order. */
   readonly committedEntries: readonly Entry[];

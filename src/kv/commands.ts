@@ -1,5 +1,6 @@
 /**
- * A command for `KvStateMachine`.
+ * A command for `KvStateMachine`. Keys and values are strings; check a command from
+ * outside with `validateKvCommand` before proposing it.
  * - `put`: set `key` to `value`.
  * - `delete`: remove `key`.
  * - `cas`: compare-and-set; when the current value equals `expected` (`null`: absent),
@@ -19,6 +20,8 @@ export type KvCommand =
  * @public
  */
 export interface KvResult {
+  /** Whether the command did what it asked: see above per `op`. */
   readonly ok: boolean;
+  /** The key's value before the command, or `null` when the key was absent. */
   readonly previous: string | null;
 }

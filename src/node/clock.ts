@@ -6,15 +6,27 @@ export type TimerHandle = unknown;
 
 /**
  * Where a node gets time from. The node never reads the real clock or sets a real timer
- * except through this, so a simulator can run it in virtual time.
+ * except through this, so a simulator can run it in virtual time (`raftkit/testing` has
+ * `Scheduler.clock()`).
  * @public
  */
 export interface Clock {
-  /** Milliseconds since an arbitrary origin, never going back. */
+  /**
+   * The current time.
+   * @returns Milliseconds since an arbitrary origin, never going back.
+   */
   now(): number;
-  /** Calls `fn` once after `ms` milliseconds. */
+  /**
+   * Calls `fn` once after `ms` milliseconds.
+   * @param fn - What to call.
+   * @param ms - The delay in milliseconds.
+   * @returns A handle for {@link Clock.clearTimeout}.
+   */
   setTimeout(fn: () => void, ms: number): TimerHandle;
-  /** Cancels a timer; unknown or fired handles are ignored. */
+  /**
+   * Cancels a timer; unknown or fired handles are ignored.
+   * @param handle - What {@link Clock.setTimeout} returned.
+   */
   clearTimeout(handle: TimerHandle): void;
 }
 

@@ -3,14 +3,23 @@ import type { ClusterConfig, EntryType, NodeId } from "../core/messages.js";
 /**
  * A node's role in the protocol. `pre-candidate` is the pre-vote phase: the node checks
  * that it could win an election before it disturbs the cluster with a higher term.
+ * Learners, and nodes not (yet) in the configuration, stay followers.
  * @public
  */
 export type RaftRole = "follower" | "pre-candidate" | "candidate" | "leader";
 
 /**
  * The events a {@link RaftNode} emits. Events observe, they never steer: a listener
- * cannot change what the node does, and a listener that throws does not stop it.
+ * cannot change what the node does. Listeners run synchronously inside the node's loop and
+ * must not throw: a throw stops the node, which then emits `error` with it.
  * Each fires after the state it reports is durable and, for `apply`, applied.
+ *
+ * @example
+ * ```ts
+ * node.on("role", (role, term) => log.info(`now ${role} in term ${term}`));
+ * node.on("leader", (leaderId) => metrics.leaderChanges.inc());
+ * node.on("error", (err) => { log.error(err.message); process.exitCode = 1; }); // the node has stopped
+ * ```
  * @public
  */
 export interface RaftNodeEvents {

@@ -11,7 +11,22 @@ import { systemClock } from "./clock.js";
 
 /**
  * Options for {@link RaftNode}. Validated at construction: a bad value throws a
- * `TypeError` or `RangeError` that names the option.
+ * `TypeError` or `RangeError` that names the option. Only `id`, `peers`, `stateMachine`,
+ * `storage` and `transport` are required; time is in ticks of `tickMs` milliseconds.
+ *
+ * @example
+ * ```ts
+ * const options: RaftNodeOptions<KvCommand, KvResult> = {
+ *   id: "a",
+ *   peers: { a: "10.0.0.1:7001", b: "10.0.0.2:7001", c: "10.0.0.3:7001" },
+ *   stateMachine: new KvStateMachine(),
+ *   storage: new LevelStorage({ location: "/var/lib/app/raft", nodeId: "a" }),
+ *   transport: new TcpTransport({ id: "a", listen: "0.0.0.0:7001", peers: { b: "10.0.0.2:7001", c: "10.0.0.3:7001" } }),
+ *   tickMs: 50, // election timeout 0.5 to 1 s, heartbeat every 50 ms
+ * };
+ * ```
+ * @typeParam Cmd - The state machine's command type.
+ * @typeParam Result - The state machine's result type.
  * @public
  */
 export interface RaftNodeOptions<Cmd, Result> {

@@ -12,6 +12,53 @@ export interface RequestOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Requests created in one turn of the event loop with the same timeout share one timer. */
+class TimeoutGroup {
+  members: PendingRequest<unknown>[] = [];
+  live = 0;
+  timer: TimerHandle = undefined;
+}
+
+/**
+ * Deadlines for many requests at little cost: everything proposed in one turn of the event
+ * loop with the same timeout shares one timer, instead of one timer per request (which
+ * showed up as a tenth of the in-process cluster's CPU time). The timer is cancelled as
+ * soon as every member settled, so nothing is held for the rest of the timeout.
+ */
+export class TimeoutGroups {
+  private readonly open = new Map<number, TimeoutGroup>();
+
+  constructor(private readonly clock: Clock) {}
+
+  /** @internal */
+  join(request: PendingRequest<unknown>, timeoutMs: number): TimeoutGroup {
+    let group = this.open.get(timeoutMs);
+    if (group === undefined) {
+      const g = new TimeoutGroup();
+      g.timer = this.clock.setTimeout(() => this.expire(g), timeoutMs);
+      if (this.open.size === 0) queueMicrotask(() => this.open.clear());
+      this.open.set(timeoutMs, g);
+      group = g;
+    }
+    group.members.push(request);
+    group.live++;
+    return group;
+  }
+
+  /** @internal */
+  left(group: TimeoutGroup): void {
+    if (--group.live > 0) return;
+    this.clock.clearTimeout(group.timer);
+    group.members = [];
+  }
+
+  private expire(group: TimeoutGroup): void {
+    const members = group.members;
+    group.members = [];
+    for (const m of members) m.expire();
+  }
+}
+
 /**
  * One caller's promise with its deadline and abort signal. It settles exactly once:
  * resolved, or rejected with a RaftError; whoever comes first wins and the rest is a no-op.
@@ -22,14 +69,16 @@ export class PendingRequest<T> {
   private resolveFn!: (value: T) => void;
   private rejectFn!: (error: unknown) => void;
   private timer: TimerHandle | undefined;
+  private group: TimeoutGroup | undefined;
   private abortListener: (() => void) | undefined;
 
+  /** `timers`: a clock (one timer for this request) or shared {@link TimeoutGroups}. */
   constructor(
-    private readonly clock: Clock,
-    timeoutMs: number,
+    private readonly timers: Clock | TimeoutGroups,
+    private readonly timeoutMs: number,
     private readonly signal: AbortSignal | undefined,
     private readonly onSettle: () => void,
-    what: string,
+    private readonly what: string,
   ) {
     this.promise = new Promise<T>((resolve, reject) => {
       this.resolveFn = resolve;
@@ -39,11 +88,17 @@ export class PendingRequest<T> {
       this.reject(new RaftError("ABORTED", `${what} aborted before it started`, { cause: signal.reason }));
       return;
     }
-    this.timer = clock.setTimeout(() => this.reject(new RaftError("TIMEOUT", `${what} timed out after ${timeoutMs} ms; its outcome is unknown`)), timeoutMs);
+    if (timers instanceof TimeoutGroups) this.group = timers.join(this as PendingRequest<unknown>, timeoutMs);
+    else this.timer = timers.setTimeout(() => this.expire(), timeoutMs);
     if (signal) {
       this.abortListener = () => this.reject(new RaftError("ABORTED", `${what} aborted; its outcome is unknown`, { cause: signal.reason }));
       signal.addEventListener("abort", this.abortListener, { once: true });
     }
+  }
+
+  /** The deadline passed. */
+  expire(): void {
+    this.reject(new RaftError("TIMEOUT", `${this.what} timed out after ${this.timeoutMs} ms; its outcome is unknown`));
   }
 
   resolve(value: T): void {
@@ -60,7 +115,8 @@ export class PendingRequest<T> {
 
   private finish(): void {
     this.settled = true;
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    if (this.group !== undefined) (this.timers as TimeoutGroups).left(this.group);
+    else if (this.timer !== undefined) (this.timers as Clock).clearTimeout(this.timer);
     if (this.abortListener) this.signal?.removeEventListener("abort", this.abortListener);
     this.onSettle();
   }

@@ -5,16 +5,19 @@ import { Raft, type ProposalItem } from "../core/raft.js";
 import type { Ready } from "../core/ready.js";
 import { RaftError } from "../errors.js";
 import type { TimerHandle } from "./clock.js";
+import { RaftClient, type RaftClientOptions } from "./client.js";
+import type { SessionCommand, SessionResult } from "./sessions.js";
 import { coreOfNode } from "./internal.js";
 import type { RaftNodeEvents, RaftRole } from "./events.js";
 import { resolveOptions, type RaftNodeOptions, type ResolvedOptions } from "./options.js";
-import { PendingRequest, timeoutOf, type ReadOptions, type RequestOptions } from "./proposals.js";
+import { PendingRequest, TimeoutGroups, timeoutOf, type ReadOptions, type RequestOptions } from "./proposals.js";
 
 /**
  * A peer's replication state as the leader sees it.
  * @public
  */
 export interface PeerStatus {
+  /** The peer's id. */
   readonly id: NodeId;
   /** The highest index known to be replicated on the peer. */
   readonly matchIndex: number;
@@ -29,18 +32,26 @@ export interface PeerStatus {
  * @public
  */
 export interface RaftStatus {
+  /** This node's id. */
   readonly id: NodeId;
+  /** This node's role (`follower` before `start()`). */
   readonly role: RaftRole;
+  /** This node's current term. */
   readonly term: number;
   /** The known leader, or null. */
   readonly leader: NodeId | null;
+  /** The highest log index known to be committed. */
   readonly commitIndex: number;
+  /** The highest log index applied to this node's state machine. */
   readonly appliedIndex: number;
+  /** The index of the last entry in this node's log. */
   readonly lastIndex: number;
   /** The current voters. */
   readonly voters: readonly NodeId[];
   /** The current learners: members that replicate the log without voting. */
   readonly learners: readonly NodeId[];
+  /** While a membership change is half way (`joint`), the voters of the old configuration. */
+  readonly outgoingVoters: readonly NodeId[];
   /** Whether a membership change is half way (a joint configuration is in force). */
   readonly joint: boolean;
   /** Per peer replication state; empty unless this node leads. */
@@ -49,9 +60,11 @@ export interface RaftStatus {
 
 type NodeState = "new" | "starting" | "running" | "stopped";
 
-interface ProposalRequest<Result> {
+interface ProposalRequest<Cmd, Result> {
   readonly pending: PendingRequest<Result>;
   readonly item: ProposalItem;
+  /** The command as proposed: applied as is on this node, which saves decoding it again. */
+  readonly command: Cmd;
 }
 
 interface ReadRequest {
@@ -60,7 +73,7 @@ interface ReadRequest {
 }
 
 /** Proposals handed to the core together, forwarded under one request id. */
-type ProposalBatch<Result> = ProposalRequest<Result>[];
+type ProposalBatch<Cmd, Result> = ProposalRequest<Cmd, Result>[];
 
 /**
  * A Raft node: drives the protocol core with real (or virtual) time, persists through a
@@ -90,20 +103,25 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private flushScheduled = false;
   private requestSeq: number;
   private live = 0;
+  private readonly timeouts: TimeoutGroups;
   /** The index of the last snapshot taken or installed. */
   private lastSnapshotIndex = 0;
   /** Callers of snapshot() waiting for the next one. */
   private snapshotWaiters: PendingRequest<number>[] = [];
+  /** A state machine is producing a snapshot's bytes (asynchronously) for these callers. */
+  private snapshotInFlight: PendingRequest<number>[] | null = null;
+  /** Bytes that arrived, to make durable on the next pass of the loop. */
+  private finishedSnapshot: { snapshot: Snapshot; waiters: PendingRequest<number>[] } | null = null;
   // Invariant: appliedIndex <= core.log.applied (entries handed out but not yet applied lie between).
   /** The last index applied to the state machine. */
   private appliedIndex = 0;
 
   // Proposals: queued for the next flush, parked until a leader is known, forwarded and
   // awaiting the leader's answer, or appended at a known (index, term).
-  private queuedProposals: ProposalRequest<Result>[] = [];
-  private parkedProposals: ProposalRequest<Result>[] = [];
-  private readonly forwardedProposals = new Map<number, ProposalBatch<Result>>();
-  private readonly appendedProposals = new Map<number, { term: number; request: ProposalRequest<Result> }>();
+  private queuedProposals: ProposalRequest<Cmd, Result>[] = [];
+  private parkedProposals: ProposalRequest<Cmd, Result>[] = [];
+  private readonly forwardedProposals = new Map<number, ProposalBatch<Cmd, Result>>();
+  private readonly appendedProposals = new Map<number, { term: number; request: ProposalRequest<Cmd, Result> }>();
 
   // Reads: queued for the next flush (one read index serves the whole batch), parked,
   // awaiting their read index, or waiting for the applied index to reach it.
@@ -118,9 +136,15 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   /** Leadership transfers waiting for the target to lead. */
   private transferWaiters: { target: NodeId; pending: PendingRequest<NodeId> }[] = [];
 
+  /**
+   * Creates a node; nothing runs until {@link RaftNode.start}.
+   * @param options - The state machine, storage, transport and settings; see {@link RaftNodeOptions}.
+   * @throws TypeError or RangeError naming the option, when an option is invalid.
+   */
   constructor(options: RaftNodeOptions<Cmd, Result>) {
     super();
     this.opts = resolveOptions(options);
+    this.timeouts = new TimeoutGroups(this.opts.clock);
     // Request ids must not repeat across restarts of a node, or a leader could take a new
     // request for a duplicate of an old one; a random start makes that vanishingly rare.
     this.requestSeq = Math.floor(this.opts.random() * 2 ** 40);
@@ -143,8 +167,12 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
 
   /**
    * Loads the durable state, starts the transport and the clock. Resolves once the node
-   * takes part in the protocol (it has not necessarily found a leader yet).
-   * @throws RaftError `INVALID_STATE` when called twice; `STORAGE` when loading fails.
+   * takes part in the protocol (it has not necessarily found a leader yet). A stopped node
+   * cannot be started again: create a new `RaftNode` over the same storage.
+   * @returns Resolves once running. Rejects with `RaftError` `INVALID_STATE` when called
+   * twice (or when the storage holds a snapshot and the state machine has no `restore()`),
+   * with the storage's error when loading fails (`STORAGE`, `CORRUPT`), and with the
+   * transport's when it cannot start (`TRANSPORT` for `TcpTransport`).
    */
   async start(): Promise<void> {
     if (this.state !== "new") throw new RaftError("INVALID_STATE", `RaftNode ${this.id} was already started`);
@@ -194,6 +222,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   /**
    * Stops the node: rejects every pending call with `STOPPED`, stops the timers, the
    * transport and the storage. Safe to call more than once.
+   * @returns Resolves once the transport and the storage are closed.
    */
   async stop(): Promise<void> {
     if (this.state === "stopped") return;
@@ -210,7 +239,12 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    *
    * Rejects with a {@link RaftError}: `TIMEOUT` or `ABORTED` (the outcome is then unknown:
    * the command may still commit), `DROPPED` (it definitely did not commit), `NOT_LEADER`
-   * (forwarding is off; `leaderId` says where to go), `BUSY`, or `STOPPED`.
+   * (forwarding is off; `leaderId` says where to go), `BUSY`, or `STOPPED` (also before
+   * `start()`).
+   * @param command - The command; encoded with the node's codec.
+   * @param options - `timeoutMs` (default `requestTimeoutMs`) and `signal`.
+   * @returns The result that this node's state machine returned for the command.
+   * @throws RangeError for an invalid `timeoutMs`, and whatever the codec's `encode` throws.
    * @example
    * ```ts
    * const { previous } = await node.propose({ op: "put", key: "a", value: "1" }, { timeoutMs: 2000 });
@@ -221,9 +255,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     const refusal = this.admissionError("proposal");
     if (refusal) return Promise.reject(refusal);
     const data = this.opts.codec.encode(command);
-    const pending = new PendingRequest<Result>(this.opts.clock, timeoutMs, options?.signal, () => this.live--, "proposal");
+    const pending = new PendingRequest<Result>(this.timeouts, timeoutMs, options?.signal, () => this.live--, "proposal");
     this.live++;
-    this.queuedProposals.push({ pending, item: { type: "command", data } });
+    this.queuedProposals.push({ pending, item: { type: "command", data }, command });
     this.scheduleFlush();
     return pending.promise;
   }
@@ -237,6 +271,13 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    * {@link ReadOptions.mode} for the trade-off).
    *
    * Rejects with `TIMEOUT`, `ABORTED`, `BUSY` or `STOPPED`; throws `RangeError` on a bad option.
+   * @param options - `mode`, `timeoutMs` (default `requestTimeoutMs`) and `signal`.
+   * @returns Resolves once this node's state machine may be read.
+   * @example
+   * ```ts
+   * await node.read();
+   * const value = kv.get("a"); // kv: this node's KvStateMachine
+   * ```
    */
   read(options?: ReadOptions): Promise<void> {
     const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
@@ -244,18 +285,49 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     if (mode !== "read-index" && mode !== "lease") throw new RangeError(`read option 'mode' must be 'read-index' or 'lease' (got ${String(mode)})`);
     const refusal = this.admissionError("read");
     if (refusal) return Promise.reject(refusal);
-    const pending = new PendingRequest<void>(this.opts.clock, timeoutMs, options?.signal, () => this.live--, "read");
+    const pending = new PendingRequest<void>(this.timeouts, timeoutMs, options?.signal, () => this.live--, "read");
     this.live++;
     this.queuedReads.push({ pending, lease: mode === "lease" });
     this.scheduleFlush();
     return pending.promise;
   }
 
-  /** The node's current state. Never blocks. */
+  /**
+   * A client with an exactly-once session on this node (Raft dissertation §6.3): its
+   * `propose()` retries across leader changes and lost attempts with the same (client id,
+   * seq), and the state machine applies the command once. Only for a node constructed with
+   * `stateMachine: new SessionStateMachine(userStateMachine)`; the type parameters follow
+   * from the node's. The client uses this node's clock and `requestTimeoutMs` unless
+   * `options` say otherwise, and registers its session on its first `propose()`.
+   *
+   * Wrapping is explicit rather than a node option (`sessions: true`): the node stays
+   * generic over its command type, `node.propose()` keeps its plain meaning, and the
+   * user holds both the wrapper (session table) and the wrapped machine (to read).
+   * @example
+   * ```ts
+   * const node = new RaftNode({ ...nodeOptions, stateMachine: new SessionStateMachine(new KvStateMachine()) });
+   * await node.start();
+   * const client = node.client();
+   * await client.propose({ op: "put", key: "a", value: "1" });
+   * ```
+   * @typeParam C - The user's command type, wrapped by the node's `SessionStateMachine`.
+   * @typeParam R - The user's result type.
+   * @param options - The client's options; `clock` and `requestTimeoutMs` default to the node's.
+   * @returns A new client; it proposes nothing until its first `propose()`.
+   */
+  client<C, R>(this: RaftNode<SessionCommand<C>, SessionResult<R>>, options?: RaftClientOptions): RaftClient<C, R> {
+    return new RaftClient<C, R>(this, { clock: this.opts.clock, requestTimeoutMs: this.opts.requestTimeoutMs, ...options });
+  }
+
+  /**
+   * The node's current state. Never blocks.
+   * @returns A new object: role, term, leader, indexes, configuration, and (on the leader)
+   * each peer's replication progress.
+   */
   status(): RaftStatus {
     const c = this.core;
     if (c === null) {
-      return { id: this.id, role: "follower", term: 0, leader: null, commitIndex: 0, appliedIndex: 0, lastIndex: 0, voters: this.opts.peers, learners: [], joint: false, peers: [] };
+      return { id: this.id, role: "follower", term: 0, leader: null, commitIndex: 0, appliedIndex: 0, lastIndex: 0, voters: this.opts.peers, learners: [], outgoingVoters: [], joint: false, peers: [] };
     }
     const peers: PeerStatus[] = [];
     for (const [id, pr] of c.progress) peers.push({ id, matchIndex: pr.match, nextIndex: pr.next, state: pr.state });
@@ -269,6 +341,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       lastIndex: c.log.lastIndex(),
       voters: c.config.voters,
       learners: c.config.learners,
+      outgoingVoters: c.config.outgoingVoters,
       joint: isJoint(c.config),
       peers,
     };
@@ -283,6 +356,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    * Rejects with `NOT_LEADER` (with `leaderId`), `BUSY` (a change is in progress or
    * leadership is moving), `INVALID_STATE` (the change does not fit the configuration),
    * `DROPPED`, `TIMEOUT`, `ABORTED` or `STOPPED`.
+   * @param change - The members to add and remove, as voters or learners.
+   * @param options - `timeoutMs` (default `requestTimeoutMs`) and `signal`.
+   * @returns The configuration in force once the change completed.
    * @example
    * ```ts
    * await leader.changeMembership({ addVoters: ["n4"], removeVoters: ["n1"] });
@@ -312,6 +388,18 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    * once its log is within `catchUpEntries` of the leader's, promoted to voter. A learner
    * that never catches up is not promoted, and the call rejects at its deadline. `address`
    * ("host:port") joins the configuration, for transports that learn addresses from it.
+   *
+   * Rejects as {@link RaftNode.changeMembership} does, with `TIMEOUT` when the learner has not
+   * caught up by the deadline (it stays a learner), and with `NOT_LEADER` when this node
+   * loses leadership meanwhile.
+   * @param id - The new member.
+   * @param address - Where it listens, for transports that learn addresses from the configuration.
+   * @param options - `timeoutMs` (default `requestTimeoutMs`; covers the whole call) and `signal`.
+   * @returns The configuration with `id` as a voter.
+   * @example
+   * ```ts
+   * await leader.addMember("n4", "10.0.0.4:7001", { timeoutMs: 60_000 });
+   * ```
    */
   async addMember(id: NodeId, address?: string, options?: RequestOptions): Promise<ClusterConfig> {
     const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
@@ -323,12 +411,16 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       const change: MembershipChange = address === undefined ? { addLearners: [id] } : { addLearners: [id], addresses: { [id]: address } };
       await this.changeMembership(change, { timeoutMs: left(), ...(options?.signal ? { signal: options.signal } : {}) });
     }
+    // The learner must have replicated at least everything up to now (its own addition
+    // included), not merely be within catchUpEntries of a short log: a node that never
+    // answered must not become a voter.
+    const mustReach = this.core?.log.committed ?? 0;
     for (;;) {
       const c = this.core;
       if (c === null || this.state !== "running") throw new RaftError("STOPPED", `RaftNode ${this.id} stopped`);
       if (c.role !== "leader") throw new RaftError("NOT_LEADER", `${this.id} lost leadership while adding ${id}`, { leaderId: c.leader });
       const pr = c.progress.get(id);
-      if (pr !== undefined && pr.match + this.opts.catchUpEntries >= c.log.lastIndex()) break;
+      if (pr !== undefined && pr.match >= mustReach && pr.match + this.opts.catchUpEntries >= c.log.lastIndex()) break;
       if (this.opts.clock.now() >= deadline) throw new RaftError("TIMEOUT", `learner ${id} did not catch up within ${timeoutMs} ms; it stays a learner`);
       if (options?.signal?.aborted) throw new RaftError("ABORTED", `adding ${id} aborted; it stays a learner`, { cause: options.signal.reason });
       await new Promise<void>((resolve) => this.opts.clock.setTimeout(resolve, this.opts.tickMs));
@@ -339,7 +431,10 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   /**
    * Removes a member, voter or learner. Removing the leader itself works too: it keeps
    * leading until the configuration without it is committed, then hands over to the most
-   * up-to-date voter.
+   * up-to-date voter. Rejects as {@link RaftNode.changeMembership} does.
+   * @param id - A current voter or learner.
+   * @param options - `timeoutMs` (default `requestTimeoutMs`) and `signal`.
+   * @returns The configuration without `id`.
    */
   removeMember(id: NodeId, options?: RequestOptions): Promise<ClusterConfig> {
     const config = this.core?.config;
@@ -352,7 +447,15 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    * the leader brings it up to date, tells it to campaign at once, and takes no proposals
    * meanwhile. Resolves with the new leader's id once this node sees it lead; rejects with
    * `TIMEOUT` when the target did not take over within an election timeout (this node
-   * then keeps leading), `NOT_LEADER`, `INVALID_STATE`, `ABORTED` or `STOPPED`.
+   * then keeps leading), `NOT_LEADER`, `INVALID_STATE` (the target is not a voter, or is
+   * this node), `ABORTED` or `STOPPED`.
+   * @param to - The voter to hand over to; by default the most up-to-date one.
+   * @param options - `timeoutMs` (default four election timeouts) and `signal`.
+   * @returns The new leader's id.
+   * @example
+   * ```ts
+   * const next = await leader.transferLeadership(); // then restart the old leader's machine
+   * ```
    */
   transferLeadership(to?: NodeId, options?: RequestOptions): Promise<NodeId> {
     const timeoutMs = timeoutOf(options, 4 * this.opts.electionTicks * this.opts.tickMs);
@@ -377,6 +480,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
    *
    * Rejects with `INVALID_STATE` when the state machine has no `snapshot()`, `TIMEOUT`,
    * `ABORTED` or `STOPPED`.
+   * @param options - `timeoutMs` (default `requestTimeoutMs`) and `signal`.
+   * @returns The index the snapshot covers (a newer one's, when a snapshot from the leader
+   * arrived meanwhile).
    */
   snapshot(options?: RequestOptions): Promise<number> {
     const timeoutMs = timeoutOf(options, this.opts.requestTimeoutMs);
@@ -476,7 +582,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     this.scheduleLoop();
   }
 
-  private submitProposals(core: Raft, batch: ProposalRequest<Result>[]): void {
+  private submitProposals(core: Raft, batch: ProposalRequest<Cmd, Result>[]): void {
     const leader = core.leader;
     if (!this.opts.forwardProposals && leader !== null && leader !== this.id) {
       for (const p of batch) p.pending.reject(new RaftError("NOT_LEADER", `${this.id} is not the leader; ${leader} is`, { leaderId: leader }));
@@ -532,14 +638,17 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         const core = this.core;
         if (core === null || this.state !== "running") break;
         if (!core.hasReady()) {
-          if (this.snapshotWaiters.length > 0) await this.maybeSnapshot(core);
+          if (this.snapshotWaiters.length > 0 || this.finishedSnapshot !== null) await this.maybeSnapshot(core);
           break;
         }
         const rd = core.ready();
+        // 0. The leader's replication goes out while its own write runs.
+        for (const m of rd.earlyMessages) this.opts.transport.send(m);
         // 1. Persist: one durable write for everything this round produced (group commit).
         if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) {
           const batch = {
             entries: rd.entries,
+            ...(rd.mustSync ? {} : { sync: false }),
             ...(rd.hardState === null ? {} : { hardState: rd.hardState }),
             ...(rd.snapshot === null ? {} : { snapshot: rd.snapshot }),
           };
@@ -558,8 +667,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
           if (this.state !== "running") return;
         }
         for (const e of rd.committedEntries) {
-          await this.applyEntry(e);
-          if (this.state !== "running") return;
+          const pending = this.applyEntry(e);
+          if (pending !== undefined) {
+            await pending;
+            if (this.state !== "running") return;
+          }
         }
         // 4. Reads and forwarded proposals.
         this.settleForwarded(rd);
@@ -575,14 +687,25 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     }
   }
 
-  private async applyEntry(e: Entry): Promise<void> {
-    let result: Result | undefined;
-    if (e.type === "command") {
-      const cmd = this.opts.codec.decode(e.data);
-      const r = this.opts.stateMachine.apply(cmd, { index: e.index, term: e.term });
-      result = r instanceof Promise ? await r : r;
-    }
+  /**
+   * Applies one entry; returns a promise only when the state machine answered with one,
+   * so that a synchronous state machine costs no microtask per entry.
+   */
+  private applyEntry(e: Entry): Promise<void> | undefined {
     const waiting = this.appendedProposals.get(e.index);
+    if (e.type !== "command") {
+      this.afterApply(e, waiting, undefined);
+      return undefined;
+    }
+    // Our own proposal at (index, term) is this very entry: use the command as proposed.
+    const cmd = waiting !== undefined && waiting.term === e.term ? waiting.request.command : this.opts.codec.decode(e.data);
+    const r = this.opts.stateMachine.apply(cmd, { index: e.index, term: e.term });
+    if (r instanceof Promise) return r.then((result) => this.afterApply(e, waiting, result));
+    this.afterApply(e, waiting, r);
+    return undefined;
+  }
+
+  private afterApply(e: Entry, waiting: { term: number; request: ProposalRequest<Cmd, Result> } | undefined, result: Result | undefined): void {
     if (waiting !== undefined) {
       this.appendedProposals.delete(e.index);
       if (waiting.term === e.term) waiting.request.pending.resolve(result as Result);
@@ -623,12 +746,19 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   /**
    * Takes a snapshot and compacts the log when `snapshotThreshold` entries were applied
    * since the last one, or when {@link RaftNode.snapshot} asked for one. Runs between two
-   * Readies, so nothing is applied meanwhile and the snapshot is exactly the state at
-   * `appliedIndex`.
+   * Readies, so the state machine captures exactly the state at `appliedIndex`. A state
+   * machine whose `snapshot()` returns a promise is expected to have captured its state
+   * synchronously: the node goes on applying while the bytes are produced, and compacts
+   * once they arrive (on a later pass of the loop).
    */
   private async maybeSnapshot(core: Raft): Promise<void> {
+    const finished = this.finishedSnapshot;
+    if (finished !== null) {
+      this.finishedSnapshot = null;
+      await this.persistSnapshot(core, finished.snapshot, finished.waiters);
+    }
     const sm = this.opts.stateMachine;
-    if (typeof sm.snapshot !== "function") return;
+    if (typeof sm.snapshot !== "function" || this.snapshotInFlight !== null) return;
     const threshold = this.opts.snapshotThreshold;
     const due = threshold > 0 && this.appliedIndex - this.lastSnapshotIndex >= threshold;
     const asked = this.snapshotWaiters.length > 0;
@@ -642,15 +772,31 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       for (const w of waiters) w.resolve(newest);
       return;
     }
-    const term = core.log.term(index)!;
-    const data = await sm.snapshot();
-    if (this.state !== "running") return;
-    if (core.log.firstIndex() - 1 > index) {
-      // A leader's snapshot arrived while ours was being serialised.
-      for (const w of waiters) w.resolve(core.log.firstIndex() - 1);
+    const meta = { index, term: core.log.term(index)!, config: core.config };
+    const captured = sm.snapshot();
+    if (!(captured instanceof Promise)) {
+      await this.persistSnapshot(core, { meta, data: captured }, waiters);
       return;
     }
-    const snapshot: Snapshot = { meta: { index, term, config: core.config }, data };
+    this.snapshotInFlight = waiters;
+    captured.then(
+      (data) => {
+        this.snapshotInFlight = null;
+        this.finishedSnapshot = { snapshot: { meta, data }, waiters };
+        this.scheduleLoop();
+      },
+      (err: unknown) => this.fail(new RaftError("INVALID_STATE", `the state machine's snapshot() failed on ${this.id}`, { cause: err })),
+    );
+  }
+
+  /** Makes a snapshot durable and compacts the log behind it (keeping `trailingEntries`). */
+  private async persistSnapshot(core: Raft, snapshot: Snapshot, waiters: PendingRequest<number>[]): Promise<void> {
+    const index = snapshot.meta.index;
+    if (core.log.firstIndex() - 1 > index || index <= this.lastSnapshotIndex) {
+      // A leader's snapshot arrived while ours was being serialised.
+      for (const w of waiters) w.resolve(Math.max(core.log.firstIndex() - 1, this.lastSnapshotIndex));
+      return;
+    }
     const compactTo = Math.max(core.log.firstIndex() - 1, index - this.opts.trailingEntries);
     try {
       await this.opts.storage.compact(snapshot, compactTo, core.log.term(compactTo)!);
@@ -660,7 +806,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     if (this.state !== "running") return;
     core.compact(snapshot, compactTo);
     this.lastSnapshotIndex = index;
-    this.emit("snapshot", index, term);
+    this.emit("snapshot", index, snapshot.meta.term);
     for (const w of waiters) w.resolve(index);
   }
 
@@ -787,6 +933,8 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       ...[...this.readBatches.values()].flat().map((r) => r.pending),
       ...this.waitingReads.flatMap((w) => w.reads.map((r) => r.pending)),
       ...this.snapshotWaiters,
+      ...(this.snapshotInFlight ?? []),
+      ...(this.finishedSnapshot?.waiters ?? []),
       ...this.configWaiters.map((w) => w.pending),
       ...this.transferWaiters.map((w) => w.pending),
     ];

@@ -1,7 +1,7 @@
 // Client sessions for exactly-once commands (Raft dissertation §6.3): a state machine
 // wrapper that remembers, per client session, which commands it applied and what they
 // returned, so that a retried command is answered from the cache instead of applied again.
-import { jsonCodec, type Codec } from "../codec.js";
+import type { Codec } from "../codec.js";
 import { RaftError } from "../errors.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
 
@@ -15,6 +15,7 @@ import type { ApplyMeta, StateMachine } from "../state-machine.js";
  *   lowest seq whose result the client still needs: results of lower seqs are dropped.
  * - `keepAlive`: marks the session active without applying anything.
  * - `close`: ends the session and frees its cache now rather than at expiry.
+ * @typeParam Cmd - The wrapped state machine's command type.
  * @public
  */
 export type SessionCommand<Cmd> =
@@ -43,6 +44,7 @@ export type SessionCommand<Cmd> =
  *   command was not applied (again).
  * - `ok`: a keep-alive or close was applied.
  * - `malformed`: the entry is not a session command (e.g. proposed without a client); nothing was applied.
+ * @typeParam Result - The wrapped state machine's result type.
  * @public
  */
 export type SessionResult<Result> =
@@ -56,6 +58,7 @@ export type SessionResult<Result> =
 /**
  * Options for {@link SessionStateMachine}. Like every input of `apply`, they must be the
  * same on every node and across restarts, or the nodes can disagree on which sessions live.
+ * @typeParam Result - The wrapped state machine's result type.
  * @public
  */
 export interface SessionStateMachineOptions<Result> {
@@ -78,8 +81,9 @@ export interface SessionStateMachineOptions<Result> {
    */
   readonly maxResultsPerSession?: number;
   /**
-   * How cached results are written into snapshots.
-   * @defaultValue JSON (an `undefined` result is kept as such)
+   * How cached results are written into snapshots, for results that JSON cannot carry
+   * (`bigint`, `Uint8Array`, `Map`...).
+   * @defaultValue results go into the snapshot's JSON as they are (`undefined` kept as such)
    */
   readonly resultCodec?: Codec<Result>;
 }
@@ -128,7 +132,8 @@ const HEADER_BYTES = MAGIC.length + 4;
  *
  * Sessions and cached results go into the snapshot together with the wrapped machine's
  * state (a versioned format). `snapshot` and `restore` exist only when the wrapped
- * machine has both.
+ * machine has both. A cached result is handed out as the object the wrapped machine
+ * returned: treat results as immutable, or a caller's change would reach the cache.
  *
  * Construct the node with the wrapper and talk to it through {@link RaftNode.client}.
  * (The alternative, a node option that wraps automatically, would hide the wrapper's
@@ -143,6 +148,8 @@ const HEADER_BYTES = MAGIC.length + 4;
  * const client = node.client();
  * await client.propose({ op: "put", key: "a", value: "1" }); // applied exactly once, however often it is retried
  * ```
+ * @typeParam Cmd - The wrapped state machine's command type.
+ * @typeParam Result - The wrapped state machine's result type (cached per session until acknowledged).
  * @public
  */
 export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCommand<Cmd>, SessionResult<Result>> {
@@ -152,7 +159,8 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
   readonly sessionTimeoutMs: number;
   private readonly maxSessions: number;
   private readonly maxResults: number;
-  private readonly resultCodec: Codec<Result>;
+  /** Null: results are JSON values inside the header. */
+  private readonly resultCodec: Codec<Result> | null;
   /** Sessions in order of last activity, least recent first (a touch re-inserts at the end). */
   private sessions = new Map<number, Session<Result>>();
   // Invariant: never decreases.
@@ -172,7 +180,9 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
 
   /**
    * Wraps `inner`.
-   * @throws RangeError when an option is out of range, naming it.
+   * @param inner - The user's state machine; it sees each session command's `cmd` once.
+   * @param options - Session timeout and bounds; identical on every node.
+   * @throws TypeError when `inner` has no `apply`; RangeError when an option is out of range, naming it.
    */
   constructor(inner: StateMachine<Cmd, Result>, options: SessionStateMachineOptions<Result> = {}) {
     if (typeof inner !== "object" || inner === null || typeof inner.apply !== "function") {
@@ -182,7 +192,7 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
     this.sessionTimeoutMs = positive("sessionTimeoutMs", options.sessionTimeoutMs ?? 3_600_000);
     this.maxSessions = positiveInteger("maxSessions", options.maxSessions ?? 100_000);
     this.maxResults = positiveInteger("maxResultsPerSession", options.maxResultsPerSession ?? 1024);
-    this.resultCodec = options.resultCodec ?? undefinedSafeJson<Result>();
+    this.resultCodec = options.resultCodec ?? null;
     if (typeof inner.snapshot === "function" && typeof inner.restore === "function") {
       this.snapshot = () => this.takeSnapshot();
       this.restore = (data) => this.restoreSnapshot(data);
@@ -199,7 +209,11 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
     return this.sessions.size;
   }
 
-  /** A session's state, or undefined when it is unknown or expired. */
+  /**
+   * A session's state.
+   * @param id - The client id (the log index of the session's registration).
+   * @returns The session's state, or undefined when it is unknown or expired.
+   */
   sessionInfo(id: number): SessionInfo | undefined {
     const s = this.sessions.get(id);
     if (s === undefined) return undefined;
@@ -215,6 +229,9 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
   /**
    * Applies one entry. Deterministic: the outcome depends only on the entries applied
    * before (and the options). Throws only when the wrapped machine throws.
+   * @param command - A session command.
+   * @param meta - The entry's index (a registration's client id) and term; passed on to the wrapped machine.
+   * @returns The outcome; refusals (`expired`, `stale`, `malformed`) are results, never throws.
    */
   apply(command: SessionCommand<Cmd>, meta: ApplyMeta): SessionResult<Result> | Promise<SessionResult<Result>> {
     const problem = malformation(command);
@@ -296,8 +313,10 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
   // ------------------------------------------------------------------ snapshots
   //
   // Format: "RKSS", a u32 (big-endian) header length, a UTF-8 JSON header
-  // { version, logTimeMs, sessions: [[id, lastActiveMs, ackSeq, highestSeq, [[seq, base64 result], ...]], ...] }
-  // with sessions in order of last activity, then the wrapped machine's snapshot bytes.
+  // { version, logTimeMs, sessions: [[id, lastActiveMs, ackSeq, highestSeq, [[seq, result?], ...]], ...] }
+  // with sessions in order of last activity and results by ascending seq, then the wrapped
+  // machine's snapshot bytes. A result is the JSON value itself (left out when undefined),
+  // or with a `resultCodec` the base64 of its encoding.
 
   private async takeSnapshot(): Promise<Uint8Array> {
     const sessions = [...this.sessions.values()].map((s) => [
@@ -305,7 +324,7 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
       s.lastActiveMs,
       s.ackSeq,
       s.highestSeq,
-      [...s.results].sort((a, b) => a[0] - b[0]).map(([seq, r]) => [seq, toBase64(this.resultCodec.encode(r))]),
+      [...s.results].sort((a, b) => a[0] - b[0]).map(([seq, r]) => this.encodeResult(seq, r)),
     ]);
     const header = new TextEncoder().encode(JSON.stringify({ version: SNAPSHOT_VERSION, logTimeMs: this.logTimeMs, sessions }));
     const user = await this.inner.snapshot!();
@@ -357,18 +376,31 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
       lastActive = lastActiveMs;
       const cache = new Map<number, Result>();
       for (const entry of results as unknown[]) {
-        if (!Array.isArray(entry) || entry.length !== 2 || !isSafeCount(entry[0]) || typeof entry[1] !== "string" || entry[0] < ackSeq) {
+        if (!Array.isArray(entry) || entry.length < 1 || entry.length > 2 || !isSafeCount(entry[0]) || entry[0] < ackSeq) {
           throw corrupt(`session ${id} has a malformed cached result`);
         }
+        const seq: number = entry[0];
         try {
-          cache.set(entry[0], this.resultCodec.decode(fromBase64(entry[1])));
+          cache.set(seq, this.decodeResult(entry as unknown[]));
         } catch (cause) {
-          throw corrupt(`session ${id}: cached result of seq ${entry[0]} does not decode`, cause);
+          throw corrupt(`session ${id}: cached result of seq ${seq} does not decode`, cause);
         }
       }
       sessions.set(id, { id, lastActiveMs, ackSeq, highestSeq, results: cache });
     }
     return { logTimeMs: h.logTimeMs, sessions, user: data.subarray(HEADER_BYTES + headerBytes) };
+  }
+
+  private encodeResult(seq: number, result: Result): unknown[] {
+    if (this.resultCodec !== null) return [seq, toBase64(this.resultCodec.encode(result))];
+    return result === undefined ? [seq] : [seq, result];
+  }
+
+  /** Throws when the entry does not decode. */
+  private decodeResult(entry: readonly unknown[]): Result {
+    if (this.resultCodec === null) return entry[1] as Result;
+    if (typeof entry[1] !== "string") throw new TypeError("a coded result must be a base64 string");
+    return this.resultCodec.decode(fromBase64(entry[1]));
   }
 }
 
@@ -408,15 +440,6 @@ function positive(name: string, v: number): number {
 function positiveInteger(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`SessionStateMachine option '${name}' must be a positive integer (got ${String(v)})`);
   return v;
-}
-
-/** JSON, except that `undefined` (a result of a machine returning nothing) survives as empty bytes. */
-function undefinedSafeJson<T>(): Codec<T> {
-  const json = jsonCodec<T>();
-  return {
-    encode: (value) => (value === undefined ? new Uint8Array(0) : json.encode(value)),
-    decode: (bytes) => (bytes.byteLength === 0 ? (undefined as T) : json.decode(bytes)),
-  };
 }
 
 function toBase64(bytes: Uint8Array): string {

@@ -62,10 +62,6 @@ export interface LevelStorageOptions {
  * Counters of a {@link LevelStorage}: how often it wrote and synced, for monitoring and benchmarks.
  * @public
  */
-/**
- * Counters of a {@link LevelStorage}: how often it wrote and synced, for monitoring and benchmarks.
- * @public
- */
 export interface LevelStorageStats {
   /** `save()` calls that were written (or failed) as part of a batch. */
   readonly saves: number;
@@ -91,6 +87,8 @@ interface Group {
   puts: Bytes[];
   /** The newest encoded hard state among the merged saves. */
   hardState: Bytes | undefined;
+  /** Whether any merged save must be durable when it resolves (see `StorageBatch.sync`). */
+  mustSync: boolean;
   /** One per merged save, settled in order once the batch is durable (or failed). */
   readonly waiters: Waiter[];
 }
@@ -132,6 +130,15 @@ type Step = Group | SnapshotStep;
  * lock makes a second opener (in this or another process) fail at `load()`.
  *
  * `load()` after `close()` opens the store again, as a node restarted in the same process does.
+ *
+ * @example
+ * ```ts
+ * const storage = new LevelStorage({ location: "/var/lib/orders/raft", nodeId: "a", clusterId: "orders" });
+ * const node = new RaftNode({ id: "a", peers, stateMachine, storage, transport });
+ * await node.start(); // load() opens (or creates) the store
+ * // ...
+ * await node.stop(); // close() waits for pending writes, then releases the directory
+ * ```
  * @public
  */
 export class LevelStorage implements RaftStorage {
@@ -168,6 +175,11 @@ export class LevelStorage implements RaftStorage {
   private saveCount = 0;
   private batchCount = 0;
 
+  /**
+   * Validates the options; nothing is opened until {@link LevelStorage.load}.
+   * @param options - See {@link LevelStorageOptions}.
+   * @throws TypeError or RangeError naming the offending option.
+   */
   constructor(options: LevelStorageOptions) {
     if (typeof options !== "object" || options === null) throw new TypeError("LevelStorageOptions must be an object");
     if (typeof options.location !== "string" || options.location === "") {
@@ -189,8 +201,7 @@ export class LevelStorage implements RaftStorage {
   }
 
   /**
-   * Counters for tests and benchmarks.
-   * @public
+   * Counters for monitoring, tests and benchmarks: a fresh object on each read.
    */
   get stats(): LevelStorageStats {
     return { saves: this.saveCount, batches: this.batchCount };
@@ -202,7 +213,9 @@ export class LevelStorage implements RaftStorage {
    * another node or cluster, or is locked by another opener; with `CORRUPT` when a record
    * fails validation or the snapshot file does not match its recorded length and SHA-256.
    * A failed load writes nothing and releases the directory. A successful one removes the
-   * snapshot files a crash left behind (temp files, and files no record names).
+   * snapshot files a crash left behind (temp files, and files no record names). Rejects
+   * with `INVALID_STATE` when the store is already open or closing.
+   * @returns The stored hard state, log (from the first uncompacted entry) and snapshot.
    */
   async load(): Promise<StoredState> {
     if (this.closing !== undefined) throw new RaftError("INVALID_STATE", "LevelStorage.load while close() is in progress");
@@ -226,6 +239,12 @@ export class LevelStorage implements RaftStorage {
    * Writes one batch atomically; resolves once it is durable. Concurrent calls are safe
    * and are merged into as few LevelDB batches as possible. A batch with a `snapshot`
    * writes the snapshot file first and then commits alone, replacing the whole log.
+   * @param batch - The hard state, entries and snapshot to store.
+   * @returns Resolves once the batch is durable: fsynced when the `sync` option is on,
+   * unless the batch says `sync: false` (a commit-index-only batch). Rejects with
+   * `STOPPED` when the store is not open; with `STORAGE` when the entries would leave a gap
+   * or are not contiguous, or when this or an earlier write failed (after a failed write
+   * the store refuses every later one, since what is on disk is unknown).
    */
   async save(batch: StorageBatch): Promise<void> {
     this.checkWritable("save");
@@ -263,7 +282,7 @@ export class LevelStorage implements RaftStorage {
     }
 
     const last = this.queue.at(-1);
-    const group = last?.kind === "group" ? last : this.push({ kind: "group", firstIndex: 0, puts: [], hardState: undefined, waiters: [] });
+    const group = last?.kind === "group" ? last : this.push({ kind: "group", firstIndex: 0, puts: [], hardState: undefined, mustSync: false, waiters: [] });
     if (puts.length > 0) {
       // The new entries replace everything from `first` on, in the pending group too.
       if (group.puts.length === 0 || first <= group.firstIndex) {
@@ -276,6 +295,7 @@ export class LevelStorage implements RaftStorage {
       this.acceptedLastIndex = first + puts.length - 1;
     }
     if (hardState !== undefined) group.hardState = hardState;
+    if (batch.sync !== false) group.mustSync = true;
     const durable = new Promise<void>((resolve, reject) => group.waiters.push({ resolve, reject }));
     this.flushing ??= this.flushLoop();
     return durable;
@@ -285,7 +305,12 @@ export class LevelStorage implements RaftStorage {
    * Stores a snapshot this node took and removes the entries up to and including
    * `compactTo`; resolves once durable. Ordered with the saves around it. Rejects with
    * `STORAGE` when `compactTo` is past the snapshot or the snapshot is past the last
-   * stored entry; with `TypeError`/`RangeError` for malformed arguments.
+   * stored entry (or older than the compacted log); with `TypeError`/`RangeError` for
+   * malformed arguments; with `STOPPED` when the store is not open.
+   * @param snapshot - The snapshot; its data goes to a file of its own.
+   * @param compactTo - The last index to remove (at most `snapshot.meta.index`).
+   * @param compactToTerm - The term of the entry at `compactTo`.
+   * @returns Resolves once the snapshot file and the new log start are durable.
    */
   async compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {
     this.checkWritable("compact");
@@ -308,7 +333,10 @@ export class LevelStorage implements RaftStorage {
     return this.enqueueSnapshot("compact", snapshot, start, [], undefined);
   }
 
-  /** Waits for pending saves to settle, then closes the store. Safe to call more than once. */
+  /**
+   * Waits for pending saves to settle, then closes the store. Safe to call more than once.
+   * @returns Resolves once LevelDB is closed and the directory's lock released.
+   */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
     if (this.state === "closed") return Promise.resolve();
@@ -398,7 +426,9 @@ export class LevelStorage implements RaftStorage {
         // entry and all that follow it are deleted). Entries in between are overwritten above.
         for (let i = newLast + 1; i <= this.durableLastIndex; i++) batch.del(entryKey(i));
         if (group.hardState !== undefined) batch.put(HARD_STATE_KEY, group.hardState);
-        await batch.write({ sync: this.sync });
+        // A batch that only moves the commit index may skip the fsync; a later synced
+        // batch flushes it with everything before it (LevelDB's log is ordered).
+        await batch.write({ sync: this.sync && group.mustSync });
       } catch (err) {
         await batch.close().catch(noop);
         this.fail(`LevelDB write at ${this.location} failed`, err, group.waiters);

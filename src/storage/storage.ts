@@ -40,6 +40,13 @@ export interface StorageBatch {
    * (`firstIndex = meta.index + 1`, `compactedTerm = meta.term`). Applied before `entries`.
    */
   readonly snapshot?: Snapshot;
+  /**
+   * Whether the batch must be durable before `save` resolves (default true). False only
+   * for a batch that changes nothing but the hard state's commit index: losing it in a
+   * crash is harmless (the node learns the commit index again from the leader), so an
+   * adapter may skip the fsync. A later synced batch makes it durable too.
+   */
+  readonly sync?: boolean;
 }
 
 /**
@@ -57,15 +64,38 @@ export interface StorageCapabilities {
  *
  * Contract: calls never overlap (the node waits for each `save` before the next); a
  * resolved `save` means durable (for adapters whose capabilities say `durable`); a
- * rejected one stops the node.
+ * rejected one stops the node. Adapters reject with a `RaftError`: `STOPPED` after
+ * `close()`, `STORAGE` when a write fails or the store is not this node's, `CORRUPT` when
+ * data read back fails validation. Test an adapter with `storageConformance` from
+ * `raftkit/testing`.
+ *
+ * @example
+ * ```ts
+ * class MyStorage implements RaftStorage {
+ *   readonly capabilities = { durable: true };
+ *   async load(): Promise<StoredState> { ... }
+ *   async save(batch: StorageBatch): Promise<void> { ... } // atomic, then fsync
+ *   async compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> { ... }
+ *   async close(): Promise<void> { ... }
+ * }
+ * ```
  * @public
  */
 export interface RaftStorage {
   /** Declared behaviour. */
   readonly capabilities: StorageCapabilities;
-  /** Opens the storage and returns what was persisted. Called once, before any save. */
+  /**
+   * Opens the storage and returns what was persisted. Called once per node start, before
+   * any save; may be called again after `close()` (a node restarted in the same process).
+   * @returns The persisted state; an empty one for a new store.
+   */
   load(): Promise<StoredState>;
-  /** Durably writes one batch, atomically. */
+  /**
+   * Durably writes one batch, atomically.
+   * @param batch - What to write; see {@link StorageBatch} for the order of its parts.
+   * @returns Resolves once the batch is durable (for `sync: false`, once it is written);
+   * rejects (with `STORAGE`, or `STOPPED` after close) when it is not, which stops the node.
+   */
   save(batch: StorageBatch): Promise<void>;
   /**
    * Durably stores a snapshot this node took of its own state machine and removes the
@@ -73,8 +103,15 @@ export interface RaftStorage {
    * it stay, so that slow followers can still catch up from the log). `compactToTerm` is
    * the term of the entry at `compactTo`, returned later as `compactedTerm`. Atomic: after
    * a crash either the old snapshot and log or the new ones are there.
+   * @param snapshot - The snapshot to store; it replaces the stored one.
+   * @param compactTo - The last index to remove from the log.
+   * @param compactToTerm - The term of the entry at `compactTo`.
+   * @returns Resolves once durable; rejects with `STORAGE` (or `STOPPED` after close).
    */
   compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void>;
-  /** Releases the storage. Pending saves settle first. Safe to call more than once. */
+  /**
+   * Releases the storage. Pending saves settle first. Safe to call more than once.
+   * @returns Resolves once every resource is released.
+   */
   close(): Promise<void>;
 }

@@ -1,9 +1,41 @@
 // The public API of raftkit/testing: explicit named re-exports only.
 
+/**
+ * raftkit/testing: test state machines and adapters the way raftkit itself is tested: a
+ * deterministic simulator that runs whole clusters in virtual time under seeded faults
+ * (`runSimulation`), a linearizability checker (`checkLinearizable`), and conformance
+ * suites for storage and transport adapters (`storageConformance`, `transportConformance`).
+ * Guide: docs/testing.md in the repository.
+ *
+ * @packageDocumentation
+ */
+
 // Types of the main entry point that this one's signatures use, re-exported so that
 // users of raftkit/testing can name them from one import.
 export type { Clock, TimerHandle } from "../node/clock.js";
-export type { Entry, HardState, Message, NodeId } from "../core/messages.js";
+export type {
+  AppendEntriesMessage,
+  AppendEntriesResponseMessage,
+  ClusterConfig,
+  Entry,
+  EntryType,
+  HardState,
+  HeartbeatMessage,
+  HeartbeatResponseMessage,
+  InstallSnapshotMessage,
+  InstallSnapshotResponseMessage,
+  Message,
+  MessageBase,
+  NodeId,
+  ProposeMessage,
+  ProposeResponseMessage,
+  ReadIndexMessage,
+  ReadIndexResponseMessage,
+  RequestVoteMessage,
+  RequestVoteResponseMessage,
+  SnapshotMeta,
+  TimeoutNowMessage,
+} from "../core/messages.js";
 export type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
 export type { MessageHandler, Transport } from "../transport/transport.js";
 export type { ApplyMeta, StateMachine } from "../state-machine.js";
@@ -15,7 +47,6 @@ export type { ScheduledEvent } from "./scheduler.js";
 export { SimNetwork, RELIABLE_NETWORK } from "./sim-network.js";
 export type { NetworkFaults, NetworkStats } from "./sim-network.js";
 export { SimDisk, SimStorage } from "./sim-storage.js";
-export { SafetyChecker, SafetyViolation } from "./safety.js";
 export { runSimulation, drawKnobs } from "./simulator.js";
 export type { SimCommand, SimResult, SimulationKnobs, SimulationOptions, SimulationResult } from "./simulator.js";
 export { storageConformance } from "./storage-conformance.js";

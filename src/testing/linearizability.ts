@@ -135,8 +135,7 @@ export interface CheckLinearizableOptions {
 export interface LinearizableResult {
   /** Discriminates the result. */
   readonly outcome: "valid";
-  /** The number of partitions checked. */
-  /** The number of partitions that the model split the history into. */
+  /** The number of partitions that the model split the history into (all checked). */
   readonly partitions: number;
   /** How long the check took, in the clock's milliseconds. */
   readonly elapsedMs: number;
@@ -219,6 +218,11 @@ export type LinearizabilityResult<Input, Output> =
  * const result = checkLinearizable(history, registerModel<number>());
  * if (result.outcome === "invalid") throw new Error(result.message);
  * ```
+ * @param history - The operations, in any order.
+ * @param model - The sequential specification, e.g. {@link registerModel} or {@link kvModel}.
+ * @param options - The time budget and an abort signal.
+ * @returns `valid`, `invalid` (with the deepest linearization found and what blocked it),
+ * or `unknown` when the budget ran out or the signal fired.
  * @throws TypeError or RangeError when an operation's times are malformed.
  * @public
  */
@@ -260,6 +264,15 @@ export function checkLinearizable<State, Input, Output>(
 /**
  * A {@link Model.partition} that groups operations by `keyOf(input)`, in order of first
  * appearance. Only sound when operations on different keys never affect each other.
+ * @param keyOf - The key of an operation's input.
+ * @returns A function for {@link Model.partition}.
+ *
+ * @example
+ * ```ts
+ * // One partition per key, as kvModel does: operations on different keys never interact.
+ * const perKey = partitionBy<KvModelInput, KvModelOutput>((input) => input.key);
+ * const model: Model<KvModelState, KvModelInput, KvModelOutput> = { ...kvModel, partition: perKey };
+ * ```
  * @public
  */
 export function partitionBy<Input, Output>(
@@ -647,30 +660,51 @@ export class HistoryRecorder<Input, Output> {
   private readonly now: () => number;
   private counter = 0;
 
-  /** An empty recorder. */
+  /**
+   * An empty recorder.
+   * @param options - Where event times come from.
+   */
   constructor(options: HistoryRecorderOptions = {}) {
     this.now = options.clock ?? (() => this.counter++);
   }
 
-  /** Records a call and returns its operation id. */
+  /**
+   * Records a call.
+   * @param clientId - Which client makes it, for error reports.
+   * @param input - What the client asks for.
+   * @returns The operation id, for `complete` or `unknown`.
+   */
   invoke(clientId: string | number, input: Input): number {
     this.ops.push({ clientId, input, output: undefined, call: this.now(), return: undefined, settled: false });
     return this.ops.length - 1;
   }
 
-  /** Records that operation `opId` returned `output`. */
+  /**
+   * Records that operation `opId` returned `output`.
+   * @param opId - What `invoke` returned.
+   * @param output - What the client got back.
+   * @throws RangeError for an unknown id; Error when the operation was already settled.
+   */
   complete(opId: number, output: Output): void {
     const op = this.pending(opId);
     op.output = output;
     op.return = this.now();
   }
 
-  /** Records that operation `opId` may or may not have taken effect, and its output will never be known. */
+  /**
+   * Records that operation `opId` may or may not have taken effect, and its output will
+   * never be known (a `TIMEOUT`, an `ABORTED`, a crash).
+   * @param opId - What `invoke` returned.
+   * @throws RangeError for an unknown id; Error when the operation was already settled.
+   */
   unknown(opId: number): void {
     this.pending(opId);
   }
 
-  /** The history so far. Operations still pending count as unknown. */
+  /**
+   * The history so far. Operations still pending count as unknown.
+   * @returns A new array, for {@link checkLinearizable}.
+   */
   history(): History<Input, Output> {
     return this.ops.map((op, id) => ({
       id,
@@ -720,6 +754,8 @@ export interface RegisterModelOptions<V> {
 /**
  * A single read/write register. A read's output is the value it saw (`null` before any
  * write, unless `initial` says otherwise); a write's output is ignored (record `null`).
+ * @param options - The initial value and how values are compared.
+ * @returns The model, with `readOnly` and descriptions for error reports.
  * @public
  */
 export function registerModel<V>(options: RegisterModelOptions<V> = {}): Model<V | null, RegisterInput<V>, V | null> {
@@ -765,6 +801,17 @@ export type KvModelState = ReadonlyMap<string, string>;
  * that the state machine refuses for its limits are not modelled: leave them out of the
  * history (as any operation that certainly did not take effect, e.g. a `DROPPED`
  * proposal); record `TIMEOUT` and `ABORTED` ones as unknown.
+ *
+ * @example
+ * ```ts
+ * const recorder = new HistoryRecorder<KvModelInput, KvModelOutput>();
+ * const op = recorder.invoke("c1", { op: "put", key: "a", value: "1" });
+ * recorder.complete(op, await node.propose({ op: "put", key: "a", value: "1" }));
+ * const read = recorder.invoke("c2", { op: "get", key: "a" });
+ * await node.read();
+ * recorder.complete(read, { value: kv.get("a") ?? null });
+ * const result = checkLinearizable(recorder.history(), kvModel);
+ * ```
  * @public
  */
 export const kvModel: Model<KvModelState, KvModelInput, KvModelOutput> = {

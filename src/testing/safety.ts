@@ -155,6 +155,26 @@ export class SafetyChecker {
     }
   }
 
+  /**
+   * Checks what a leader believes against its followers' logs: every entry it counts as
+   * replicated on a follower of its term (the follower's match index) is really there. A
+   * follower that dropped an acknowledged entry would let a commit rest on a copy that no
+   * longer exists.
+   */
+  checkReplication(leaderId: NodeId, leader: Raft, followers: ReadonlyMap<NodeId, Raft>): void {
+    if (leader.role !== "leader") return;
+    for (const [id, pr] of leader.progress) {
+      const f = followers.get(id);
+      if (f === undefined || f.term !== leader.term || pr.match === 0) continue;
+      const theirs = f.log.term(pr.match);
+      const ours = leader.log.term(pr.match);
+      // Compacted on either side (term unknown): only the length can be checked.
+      if (pr.match > f.log.lastIndex() || (theirs !== undefined && ours !== undefined && theirs !== ours)) {
+        throw new SafetyViolation(`${leaderId} (leader of term ${leader.term}) counts entry ${pr.match} as replicated on ${id}, whose log holds ${f.log.lastIndex()} with term ${theirs ?? "none"} there`);
+      }
+    }
+  }
+
   private watch(id: NodeId): NodeWatch {
     const w = this.watches.get(id);
     if (w === undefined) throw new SafetyViolation(`internal: node ${id} checked before it started`);

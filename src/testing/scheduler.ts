@@ -18,7 +18,17 @@ export interface ScheduledEvent {
 /**
  * Virtual time for a simulation: a queue of events ordered by (time, insertion order).
  * Nothing happens between events, so a run is as fast as its CPU work and exactly
- * reproducible.
+ * reproducible. The building block under {@link runSimulation}; use it directly to drive
+ * your own scenario in virtual time.
+ *
+ * @example
+ * ```ts
+ * const scheduler = new Scheduler();
+ * const network = new SimNetwork(scheduler, new Prng(1));
+ * const node = new RaftNode({ id: "n1", peers: ["n1"], stateMachine, storage: new MemoryStorage(), transport: network.transport("n1"), clock: scheduler.clock() });
+ * await node.start();
+ * while (!node.isLeader && scheduler.runNext()) await new Promise((r) => setImmediate(r));
+ * ```
  * @public
  */
 export class Scheduler {
@@ -26,25 +36,37 @@ export class Scheduler {
   private seq = 0;
   private nowMs = 0;
 
-  /** The current virtual time in milliseconds. */
+  /** The current virtual time in milliseconds: the time of the last event run (0 at first). */
   get now(): number {
     return this.nowMs;
   }
 
-  /** Runs `fn` at virtual time `now + delayMs`. */
+  /**
+   * Schedules `fn`.
+   * @param delayMs - Virtual milliseconds from now; negative counts as 0.
+   * @param fn - What to run.
+   * @returns The event; set its `cancelled` to skip it.
+   */
   at(delayMs: number, fn: () => void): ScheduledEvent {
     const ev: ScheduledEvent = { time: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fn, cancelled: false };
     this.push(ev);
     return ev;
   }
 
-  /** The time of the next event, or undefined when none is left. */
+  /**
+   * When the next event runs.
+   * @returns Its virtual time, or `undefined` when none is left.
+   */
   peekTime(): number | undefined {
     this.dropCancelled();
     return this.heap[0]?.time;
   }
 
-  /** Runs the next event, advancing time to it. Returns false when none is left. */
+  /**
+   * Runs the next event, advancing time to it. Promises its function resolves run only
+   * when the caller yields to the event loop.
+   * @returns `false` when no event was left.
+   */
   runNext(): boolean {
     this.dropCancelled();
     const ev = this.pop();
@@ -57,6 +79,8 @@ export class Scheduler {
   /**
    * A {@link Clock} for one node. Its timers die with it (`kill()`), as a process's do,
    * and it may run fast or slow by `rate` (1: exact) to model clock drift.
+   * @param rate - Local milliseconds per virtual millisecond.
+   * @returns The node's clock, for `RaftNodeOptions.clock`.
    */
   clock(rate = 1): NodeClock {
     return new NodeClock(this, rate);
@@ -114,16 +138,31 @@ export class NodeClock implements Clock {
   private alive = true;
   private readonly timers = new Set<ScheduledEvent>();
 
+  /**
+   * A clock on `scheduler`'s virtual time; {@link Scheduler.clock} makes these.
+   * @param scheduler - The virtual time it follows.
+   * @param rate - Local milliseconds per virtual millisecond.
+   */
   constructor(
     private readonly scheduler: Scheduler,
     /** Local milliseconds per virtual millisecond. */
     readonly rate: number,
   ) {}
 
+  /**
+   * The node's local time.
+   * @returns The scheduler's time multiplied by `rate`.
+   */
   now(): number {
     return this.scheduler.now * this.rate;
   }
 
+  /**
+   * Calls `fn` after `ms` local milliseconds, unless the clock is killed first.
+   * @param fn - What to call.
+   * @param ms - Local milliseconds.
+   * @returns A handle for {@link NodeClock.clearTimeout}; `undefined` once killed.
+   */
   setTimeout(fn: () => void, ms: number): TimerHandle {
     if (!this.alive) return undefined;
     const ev = this.scheduler.at(ms / this.rate, () => {
@@ -134,6 +173,10 @@ export class NodeClock implements Clock {
     return ev;
   }
 
+  /**
+   * Cancels a timer; unknown or fired handles are ignored.
+   * @param handle - What {@link NodeClock.setTimeout} returned.
+   */
   clearTimeout(handle: TimerHandle): void {
     const ev = handle as ScheduledEvent | undefined;
     if (ev === undefined || !this.timers.has(ev)) return;

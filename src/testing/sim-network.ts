@@ -13,15 +13,21 @@ export interface NetworkFaults {
   readonly lossRate: number;
   /** Probability that a message is delivered twice. */
   readonly duplicateRate: number;
-  /** The usual delay range, in virtual milliseconds. */
+  /** The shortest usual delay, in virtual milliseconds. */
   readonly minDelayMs: number;
+  /** The longest usual delay; delays are uniform in [minDelayMs, maxDelayMs). */
   readonly maxDelayMs: number;
   /** Probability that a message is delayed by up to `longDelayMs` instead. */
   readonly longDelayRate: number;
+  /** The longest long delay; long delays are uniform in [maxDelayMs, longDelayMs). */
   readonly longDelayMs: number;
 }
 
-/** A network that delivers everything, quickly and in order. @public */
+/**
+ * A network that delivers everything, quickly and in order: 1 virtual millisecond, no
+ * loss, no duplicates.
+ * @public
+ */
 export const RELIABLE_NETWORK: NetworkFaults = { lossRate: 0, duplicateRate: 0, minDelayMs: 1, maxDelayMs: 1, longDelayRate: 0, longDelayMs: 0 };
 
 /**
@@ -29,24 +35,46 @@ export const RELIABLE_NETWORK: NetworkFaults = { lossRate: 0, duplicateRate: 0, 
  * @public
  */
 export interface NetworkStats {
+  /** Messages handed to the network. */
   sent: number;
+  /** Messages handed to a receiver (duplicates count twice). */
   delivered: number;
+  /** Messages dropped by `lossRate`. */
   lost: number;
+  /** Messages scheduled twice by `duplicateRate`. */
   duplicated: number;
+  /** Messages dropped by a partition or a blocked link, when sent or while in flight. */
   blocked: number;
 }
 
 /**
  * A simulated network in virtual time with seeded faults: loss, delay, reordering,
- * duplication, and symmetric or one-way partitions.
+ * duplication, and symmetric or one-way partitions. Faults are drawn from the `rng`
+ * it is given, so a run is reproducible. Messages to a node with no started transport are
+ * discarded.
+ *
+ * @example
+ * ```ts
+ * const network = new SimNetwork(scheduler, new Prng(7), { ...RELIABLE_NETWORK, lossRate: 0.05, maxDelayMs: 10 });
+ * const transport = network.transport("n1"); // one per node incarnation
+ * network.partition([["n1"], ["n2", "n3"]]);
+ * network.heal();
+ * ```
  * @public
  */
 export class SimNetwork {
   private readonly handlers = new Map<NodeId, MessageHandler>();
   private readonly blockedLinks = new Set<string>();
   private faults: NetworkFaults;
+  /** Counters since construction; updated in place. */
   readonly stats: NetworkStats = { sent: 0, delivered: 0, lost: 0, duplicated: 0, blocked: 0 };
 
+  /**
+   * A network on `scheduler`'s virtual time.
+   * @param scheduler - Delivers messages at their drawn times.
+   * @param rng - Draws losses, duplicates and delays.
+   * @param faults - The initial fault rates.
+   */
   constructor(
     private readonly scheduler: Scheduler,
     private readonly rng: Prng,
@@ -55,12 +83,19 @@ export class SimNetwork {
     this.faults = faults;
   }
 
-  /** Changes the fault rates from now on. */
+  /**
+   * Changes the fault rates from now on (messages in flight keep their delays).
+   * @param faults - The new rates.
+   */
   setFaults(faults: NetworkFaults): void {
     this.faults = faults;
   }
 
-  /** A transport for one incarnation of node `id`. */
+  /**
+   * A transport for one incarnation of node `id`.
+   * @param id - The node.
+   * @returns A transport on this network; starting it replaces any earlier one for `id`.
+   */
   transport(id: NodeId): Transport {
     let handler: MessageHandler | null = null;
     return {
@@ -78,26 +113,44 @@ export class SimNetwork {
     };
   }
 
-  /** Detaches node `id` at once (its process died). */
+  /**
+   * Detaches node `id` at once (its process died): messages to it are discarded until a
+   * new transport for it starts.
+   * @param id - The node.
+   */
   detach(id: NodeId): void {
     this.handlers.delete(id);
   }
 
-  /** Blocks messages from `from` to `to` (one way). */
+  /**
+   * Blocks messages from `from` to `to` (one way) until {@link SimNetwork.heal}.
+   * @param from - The sender.
+   * @param to - The receiver.
+   */
   block(from: NodeId, to: NodeId): void {
     this.blockedLinks.add(`${from}>${to}`);
   }
 
-  /** Splits the nodes into groups that cannot reach one another. */
+  /**
+   * Splits the nodes into groups that cannot reach one another, until
+   * {@link SimNetwork.heal}. Adds to links already blocked.
+   * @param groups - Disjoint lists of node ids.
+   */
   partition(groups: readonly (readonly NodeId[])[]): void {
     for (const g of groups) for (const h of groups) if (g !== h) for (const a of g) for (const b of h) this.block(a, b);
   }
 
-  /** Restores every link. */
+  /** Restores every link (fault rates stay as they are). */
   heal(): void {
     this.blockedLinks.clear();
   }
 
+  /**
+   * Whether the link from `from` to `to` is blocked.
+   * @param from - The sender.
+   * @param to - The receiver.
+   * @returns `true` while blocked.
+   */
   isBlocked(from: NodeId, to: NodeId): boolean {
     return this.blockedLinks.has(`${from}>${to}`);
   }

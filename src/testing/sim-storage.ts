@@ -4,12 +4,15 @@ import type { Prng } from "./prng.js";
 import type { Scheduler } from "./scheduler.js";
 
 /**
- * What survives a simulated crash: the state of a node's disk.
+ * What survives a simulated crash: the state of a node's disk. Keep one per node id and
+ * hand it to each new {@link SimStorage} of that node.
  * @public
  */
 export class SimDisk {
-  /** @internal */
+  /** The stored state, with the storage contract's write rules. @internal */
   readonly image = new LogImage();
+  /** The hard state as of the last synced write: what a crash falls back to. @internal */
+  syncedHardState = this.image.hardState;
   /** Completed writes. */
   writes = 0;
 }
@@ -18,13 +21,31 @@ export class SimDisk {
  * Storage for one incarnation of a simulated node. A write becomes durable only when it
  * completes, after a random latency in virtual time; a crash before then loses it, as an
  * un-fsynced write is lost.
+ *
+ * @example
+ * ```ts
+ * const disk = new SimDisk();                               // survives crashes
+ * let storage = new SimStorage(disk, scheduler, rng.fork()); // one incarnation
+ * storage.crash();                                           // writes in flight are lost
+ * storage = new SimStorage(disk, scheduler, rng.fork());     // the restarted node's storage
+ * ```
  * @public
  */
 export class SimStorage implements RaftStorage {
+  /** `{ durable: true }`: a completed write survives {@link SimStorage.crash}. */
   readonly capabilities: StorageCapabilities = { durable: true };
   private crashed = false;
 
+  /**
+   * Storage over `disk` for one incarnation of a node.
+   * @param disk - The node's disk, shared by its incarnations.
+   * @param scheduler - Completes writes in virtual time.
+   * @param rng - Draws each write's latency.
+   * @param minLatencyMs - The shortest write latency, virtual milliseconds.
+   * @param maxLatencyMs - The longest write latency (latencies are uniform in between).
+   */
   constructor(
+    /** The node's disk. */
     readonly disk: SimDisk,
     private readonly scheduler: Scheduler,
     private readonly rng: Prng,
@@ -32,17 +53,35 @@ export class SimStorage implements RaftStorage {
     private readonly maxLatencyMs = 2,
   ) {}
 
+  /**
+   * Reads the disk at once (no latency).
+   * @returns What completed writes left on the disk.
+   */
   async load(): Promise<StoredState> {
     return this.disk.image.state();
   }
 
+  /**
+   * Writes one batch after a random latency, atomically.
+   * @param batch - What to write.
+   * @returns Resolves once written; never settles when the storage crashes first. Rejects
+   * with `STORAGE` when the batch does not fit the stored log.
+   */
   save(batch: StorageBatch): Promise<void> {
     return this.write(() => {
       this.disk.image.check(batch);
       this.disk.image.apply(batch);
+      if (batch.sync !== false) this.disk.syncedHardState = this.disk.image.hardState;
     });
   }
 
+  /**
+   * Stores a snapshot and compacts the log after a random latency, atomically.
+   * @param snapshot - The snapshot.
+   * @param compactTo - The last index to drop.
+   * @param compactToTerm - The term of the entry at `compactTo`.
+   * @returns As for {@link SimStorage.save}.
+   */
   compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {
     return this.write(() => {
       this.disk.image.checkCompact(snapshot, compactTo);
@@ -50,11 +89,14 @@ export class SimStorage implements RaftStorage {
     });
   }
 
+  /** Does nothing: the disk stays, and writes in flight still complete. */
   async close(): Promise<void> {}
 
-  /** The process died: writes in flight never complete. */
+  /** The process died: writes in flight never complete, and their promises never settle. */
   crash(): void {
     this.crashed = true;
+    // A write that skipped its fsync (commit index only) is lost too.
+    this.disk.image.hardState = this.disk.syncedHardState;
   }
 
   private write(commit: () => void): Promise<void> {

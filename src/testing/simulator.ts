@@ -1,8 +1,13 @@
 import type { NodeId } from "../core/messages.js";
-import { isRaftError } from "../errors.js";
+import { RaftError, isRaftError } from "../errors.js";
+import { RaftClient, type SessionTarget } from "../node/client.js";
+import type { Raft } from "../core/raft.js";
 import { coreOfNode } from "../node/internal.js";
+import type { RequestOptions } from "../node/proposals.js";
 import { RaftNode } from "../node/raft-node.js";
+import { SessionStateMachine, type SessionCommand, type SessionResult } from "../node/sessions.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
+import { checkLinearizable, HistoryRecorder, partitionBy, type History, type Model, type Operation } from "./linearizability.js";
 import { Prng } from "./prng.js";
 import { SafetyChecker } from "./safety.js";
 import { NodeClock, Scheduler } from "./scheduler.js";
@@ -15,7 +20,9 @@ import { SimDisk, SimStorage } from "./sim-storage.js";
  * @public
  */
 export interface SimCommand<Cmd> {
+  /** Unique per proposed command in a run (`c1`, `c2`...); a retry carries the same id. */
   readonly id: string;
+  /** The user's command. */
   readonly cmd: Cmd;
 }
 
@@ -25,8 +32,11 @@ export interface SimCommand<Cmd> {
  * @public
  */
 export interface SimResult<Result> {
+  /** The index the command was applied at. */
   readonly index: number;
+  /** The term of its entry. */
   readonly term: number;
+  /** What the user's state machine returned. */
   readonly result: Result;
 }
 
@@ -36,32 +46,53 @@ export interface SimResult<Result> {
  * @public
  */
 export interface SimulationKnobs {
+  /** The network's fault rates during the fault phase (reliable in the liveness phase). */
   readonly network: NetworkFaults;
   /** Virtual milliseconds per tick. */
   readonly tickMs: number;
+  /** The nodes' `electionTicks`. */
   readonly electionTicks: number;
+  /** The nodes' `heartbeatTicks`. */
   readonly heartbeatTicks: number;
+  /** The nodes' `maxInflight`. */
   readonly maxInflight: number;
+  /** The nodes' `maxEntriesPerMessage`. */
   readonly maxEntriesPerMessage: number;
   /** Storage write latency range, virtual milliseconds. */
   readonly storageLatencyMs: readonly [number, number];
-  /** Mean virtual milliseconds between client proposals / reads. */
+  /** Mean virtual milliseconds between client proposals. */
   readonly proposeEveryMs: number;
+  /** Mean virtual milliseconds between client reads. */
   readonly readEveryMs: number;
   /** Mean virtual milliseconds between fault events (crash, restart, partition, heal). */
   readonly faultEveryMs: number;
+  /** Whether nodes crash (and restart) during the fault phase. */
   readonly crashes: boolean;
+  /** Whether the network partitions during the fault phase. */
   readonly partitions: boolean;
   /** Client request deadline, virtual milliseconds. */
   readonly requestTimeoutMs: number;
-  /** Entries between automatic snapshots (0: never), entries kept behind one, and chunk size. */
+  /** The nodes' `snapshotThreshold`: entries between automatic snapshots (0: never). */
   readonly snapshotThreshold: number;
+  /** The nodes' `trailingEntries`: entries kept behind a snapshot. */
   readonly trailingEntries: number;
+  /** The nodes' `snapshotChunkBytes`. */
   readonly snapshotChunkBytes: number;
   /** How many of the nodes start as voters; the others start empty and wait to be added. */
   readonly initialVoters: number;
   /** Whether to add and remove members and transfer leadership at random. */
   readonly membership: boolean;
+  /**
+   * Whether clients propose through `RaftClient` sessions (the nodes' state machines
+   * wrapped in a `SessionStateMachine`), retrying each command with the same
+   * (client id, seq) through crashes, partitions and lost messages until its deadline.
+   * Otherwise each proposal is one `RaftNode.propose()` call, never retried.
+   */
+  readonly sessions: boolean;
+  /** How many session clients propose concurrently (when `sessions`). */
+  readonly clients: number;
+  /** The state machines' session timeout, in log-time milliseconds (when `sessions`). */
+  readonly sessionTimeoutMs: number;
 }
 
 /**
@@ -92,12 +123,17 @@ export interface SimulationOptions<Cmd = unknown, Result = unknown> {
  * @public
  */
 export interface SimulationResult {
+  /** The run's seed. */
   readonly seed: number;
+  /** The cluster size. */
   readonly nodes: number;
+  /** Whether the run passed: no safety violation, no node stopped on an error, liveness reached. */
   readonly ok: boolean;
   /** What broke (a safety violation, a node error, or missed liveness), or null. */
   readonly failure: string | null;
+  /** The knobs the run used, drawn or given. */
   readonly knobs: SimulationKnobs;
+  /** What happened: virtual time, events, client operations and outcomes, faults, the highest term and commit index. */
   readonly stats: {
     readonly virtualMs: number;
     readonly events: number;
@@ -111,18 +147,33 @@ export interface SimulationResult {
     readonly maxTerm: number;
     readonly commitIndex: number;
     readonly network: NetworkStats;
+    /** Client calls rejected with `SESSION_EXPIRED` (session runs). */
+    readonly sessionsExpired: number;
+    /** Operations in the recorded history (proposals and reads of the default workload). */
+    readonly historyOps: number;
+    /**
+     * What the linearizability check of the history concluded: `unchecked` for a custom
+     * workload or a run that failed before the check; `unknown` when the search ran out of
+     * time (not a failure).
+     */
+    readonly linearizability: "valid" | "invalid" | "unknown" | "unchecked";
   };
 }
 
 /**
  * Draws the knobs of a run from its seed's generator.
+ * @param rng - The generator; `runSimulation` passes a fork of the seed's.
+ * @returns Every knob.
  * @public
  */
 export function drawKnobs(rng: Prng): SimulationKnobs {
   const maxDelay = rng.pick([2, 5, 10, 30]);
-  // One entry per message is a stress setting; paired with a heavy load it makes a
-  // backlog that no bound on catching up could fairly cover, so it gets a light one.
+  // A narrow pipeline (few entries per message, few messages in flight) is a stress
+  // setting; paired with a heavy load it builds a backlog that no bound on catching up
+  // could fairly cover, so it gets a light load.
   const maxEntriesPerMessage = rng.pick([1, 8, 4096]);
+  const maxInflight = rng.pick([1, 4, 64, 256]);
+  const narrow = maxEntriesPerMessage * maxInflight < 64;
   return {
     network: {
       lossRate: rng.pick([0, 0.01, 0.05, 0.15]),
@@ -135,10 +186,10 @@ export function drawKnobs(rng: Prng): SimulationKnobs {
     tickMs: 10,
     electionTicks: rng.pick([10, 10, 20]),
     heartbeatTicks: rng.pick([1, 1, 2]),
-    maxInflight: rng.pick([1, 4, 64, 256]),
+    maxInflight,
     maxEntriesPerMessage,
     storageLatencyMs: rng.pick([[0.05, 0.5], [0.2, 2], [1, 8]] as const),
-    proposeEveryMs: maxEntriesPerMessage === 1 ? 20 : rng.pick([2, 5, 20]),
+    proposeEveryMs: narrow ? 20 : rng.pick([2, 5, 20]),
     readEveryMs: rng.pick([5, 20, 50]),
     faultEveryMs: rng.pick([150, 400, 1000]),
     crashes: rng.chance(0.75),
@@ -146,17 +197,79 @@ export function drawKnobs(rng: Prng): SimulationKnobs {
     requestTimeoutMs: rng.pick([500, 2000]),
     snapshotThreshold: rng.pick([0, 10, 50, 200]),
     trailingEntries: rng.pick([0, 5, 100]),
-    snapshotChunkBytes: rng.pick([16, 256, 1 << 20]),
+    snapshotChunkBytes: rng.pick([64, 1024, 1 << 20]),
     initialVoters: 0, // 0: every node; resolved against the cluster size by the run
     membership: rng.chance(0.4),
+    // Drawn last, so that the knobs above stay what they were for every seed.
+    sessions: rng.chance(0.5),
+    clients: rng.pick([1, 3, 8]),
+    sessionTimeoutMs: rng.pick([1000, 60_000]),
   };
 }
 
+/**
+ * The node's command and result types: plain simulator commands, or the same inside
+ * client sessions. The simulator talks to both through {@link Incarnation}'s typed views.
+ */
+type SimNode<Cmd, Result> = RaftNode<SimCommand<Cmd>, SimResult<Result>> | RaftNode<SessionCommand<SimCommand<Cmd>>, SessionResult<SimResult<Result>>>;
+
 interface Incarnation<Cmd, Result> {
-  readonly node: RaftNode<SimCommand<Cmd>, SimResult<Result>>;
+  readonly node: SimNode<Cmd, Result>;
+  /** The user's state machine on this incarnation (read after a linearizable read). */
+  readonly user: StateMachine<Cmd, Result>;
   readonly clock: NodeClock;
   readonly storage: SimStorage;
   alive: boolean;
+}
+
+/**
+ * Reduces the operations of unknown outcome in a register-map history without changing
+ * whether it is linearizable. Values are unique per put, so a completed operation that
+ * returned (or whose put replaced) value v observed the put of v.
+ * - Reads of unknown outcome are left out: they change nothing and constrain nothing.
+ * - Unknown puts that no completed operation observed are left out: in a linearization,
+ *   only other unknown puts can come between such a put and the next change of state (a
+ *   completed operation there would have observed it), so dropping it keeps the rest
+ *   legal; and a linearization of the rest extends to one with the put placed last.
+ * - An unknown put that was observed precedes every observer in any linearization, so it
+ *   may be given the earliest observer's return as its own (its output still unknown):
+ *   whatever is called after that return follows the observer, hence the put.
+ */
+function reduceUnknowns(all: History<RegisterOp, number | null>): Operation<RegisterOp, number | null>[] {
+  const observedBy = new Map<number, number>(); // value -> earliest return of an operation that observed it
+  for (const op of all) {
+    if (op.return === undefined || op.output === null || op.output === undefined) continue;
+    observedBy.set(op.output, Math.min(op.return, observedBy.get(op.output) ?? Infinity));
+  }
+  const reduced: Operation<RegisterOp, number | null>[] = [];
+  for (const op of all) {
+    if (op.return !== undefined) reduced.push(op);
+    else if (op.input.op === "put" && observedBy.has(op.input.value)) {
+      const by = observedBy.get(op.input.value)!;
+      // Observed before it was called: not linearizable; left as it is for the checker to explain.
+      reduced.push(by >= op.call ? { ...op, output: undefined, return: by } : op);
+    }
+  }
+  return reduced;
+}
+
+/** A simulated client with a session: see `Simulation.makeClient`. */
+interface SimClient<Cmd, Result> {
+  readonly name: string;
+  readonly client: RaftClient<SimCommand<Cmd>, SimResult<Result>>;
+  /** The client's own clock: its timers outlive any node. */
+  readonly clock: NodeClock;
+  readonly rng: Prng;
+  /** The node it talks to, while that one is alive. */
+  home: NodeId | null;
+}
+
+function plainNode<Cmd, Result>(node: SimNode<Cmd, Result>): RaftNode<SimCommand<Cmd>, SimResult<Result>> {
+  return node as RaftNode<SimCommand<Cmd>, SimResult<Result>>;
+}
+
+function sessionNode<Cmd, Result>(node: SimNode<Cmd, Result>): RaftNode<SessionCommand<SimCommand<Cmd>>, SessionResult<SimResult<Result>>> {
+  return node as RaftNode<SessionCommand<SimCommand<Cmd>>, SessionResult<SimResult<Result>>>;
 }
 
 /** Resolves after every pending microtask has run: one step's consequences settle. */
@@ -164,12 +277,16 @@ function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** The default workload's state machine: puts into a map of registers, each returning the previous value. */
 class RegisterMap implements StateMachine<{ key: string; value: number }, number | null> {
   private values = new Map<string, number>();
   apply(cmd: { key: string; value: number }): number | null {
     const prev = this.values.get(cmd.key) ?? null;
     this.values.set(cmd.key, cmd.value);
     return prev;
+  }
+  get(key: string): number | null {
+    return this.values.get(key) ?? null;
   }
   snapshot(): Uint8Array {
     return new TextEncoder().encode(JSON.stringify([...this.values]));
@@ -178,6 +295,29 @@ class RegisterMap implements StateMachine<{ key: string; value: number }, number
     this.values = new Map(JSON.parse(new TextDecoder().decode(data)) as [string, number][]);
   }
 }
+
+/** An operation of the default workload's history: a put (returning the previous value) or a linearizable read. */
+type RegisterOp = { readonly op: "put"; readonly key: string; readonly value: number } | { readonly op: "get"; readonly key: string };
+
+/** The sequential specification of {@link RegisterMap} plus reads: one register per key. */
+const registerMapModel: Model<number | null, RegisterOp, number | null> = {
+  init: () => null,
+  step: (state, input, output) => {
+    const ok = output === undefined || output === state;
+    return { ok, state: input.op === "put" ? input.value : state };
+  },
+  hash: (state) => String(state),
+  readOnly: (input) => input.op === "get",
+  partition: partitionBy<RegisterOp, number | null>((input) => input.key),
+  describeOperation: (input, output) => {
+    const shown = output === undefined ? "?" : String(output);
+    return input.op === "put" ? `put(${input.key}, ${input.value}) -> previous ${shown}` : `get(${input.key}) -> ${shown}`;
+  },
+  describeState: (state) => String(state),
+};
+
+/** The real-time budget of the linearizability check of one run. */
+const LINEARIZABILITY_BUDGET_MS = 5000;
 
 /** The simulator's snapshot: the user's state plus which commands it includes. */
 function encodeSimSnapshot(ids: Iterable<string>, user: Uint8Array): Uint8Array {
@@ -195,15 +335,26 @@ function decodeSimSnapshot(data: Uint8Array): { ids: string[]; user: Uint8Array 
  * and one-way partitions, and crash-restarts (durable storage survives, memory does not,
  * unfinished writes are lost). Clients propose and read throughout.
  *
- * After every step it checks the safety properties (see {@link SafetyChecker}) and that
+ * After every step it checks Raft's safety properties (election safety, log matching,
+ * leader completeness, state machine safety, a commit index that never moves back) and that
  * every read observes every write that completed before it began. Then it heals every
  * fault and requires a leader and a commit within a bound of ticks.
+ *
+ * With the `sessions` knob, clients propose through `RaftClient` sessions and
+ * retry through every fault; the checker's "applied twice" rule then checks exactly-once
+ * delivery, since every retry carries the same command id. With the default workload
+ * every client operation (puts, and reads of the value a linearizable read returns) is
+ * recorded, timed-out ones as unknown, and the history must pass {@link checkLinearizable}.
  *
  * @example
  * ```ts
  * const result = await runSimulation({ seed: 42, nodes: 5 });
  * if (!result.ok) throw new Error(`seed 42: ${result.failure}`);
  * ```
+ * @param options - The seed, the cluster size, knob overrides, and the state machine and
+ * workload to test (a key-value register map by default).
+ * @returns The outcome; `ok` is false with `failure` set on the first violation.
+ * @throws RangeError when `nodes` is not an integer from 1 to 9.
  * @public
  */
 export async function runSimulation<Cmd = { key: string; value: number }, Result = number | null>(
@@ -228,7 +379,15 @@ class Simulation<Cmd, Result> {
   private failure: string | null = null;
   private commandSeq = 0;
   private events = 0;
-  private readonly counts = { proposals: 0, resolved: 0, failed: 0, reads: 0, readsServed: 0, crashes: 0, partitions: 0 };
+  private readonly counts = { proposals: 0, resolved: 0, failed: 0, reads: 0, readsServed: 0, crashes: 0, partitions: 0, sessionsExpired: 0 };
+  /** The client operations of the default workload (null for a custom one, which has no model here). */
+  private readonly history: HistoryRecorder<RegisterOp, number | null> | null;
+
+  private linearizability: SimulationResult["stats"]["linearizability"] = "unchecked";
+  /** Where and with what result each command was first applied (by any node), by command id. */
+  private readonly firstApplied = new Map<string, { time: number; result: number | null }>();
+  /** The session clients (when the `sessions` knob is on). */
+  private readonly clients: SimClient<Cmd, Result>[] = [];
   private phase: "faults" | "liveness" | "done" = "faults";
 
   constructor(private readonly options: SimulationOptions<Cmd, Result>) {
@@ -244,6 +403,12 @@ class Simulation<Cmd, Result> {
     this.network = new SimNetwork(this.scheduler, this.rng.fork(), this.knobs.network);
     this.clientRng = this.rng.fork();
     this.faultRng = this.rng.fork();
+    this.history = options.createStateMachine === undefined && options.nextCommand === undefined ? new HistoryRecorder({ clock: () => this.scheduler.now }) : null;
+    // Streams of their own, derived from the seed, so that the streams above stay as they were.
+    if (this.knobs.sessions) {
+      const sessionRng = new Prng(this.seed ^ 0x5e55_1015);
+      for (let i = 0; i < this.knobs.clients; i++) this.clients.push(this.makeClient(`client${i + 1}`, sessionRng.fork()));
+    }
   }
 
   async run(): Promise<SimulationResult> {
@@ -261,7 +426,58 @@ class Simulation<Cmd, Result> {
     if (this.failure === null) await this.livenessPhase();
     this.phase = "done";
     for (const inc of this.incarnations.values()) if (inc.alive) this.kill(inc);
+    for (const c of this.clients) c.clock.kill();
+    if (this.failure === null) this.checkHistory();
     return this.result();
+  }
+
+  /**
+   * Checks the recorded history against the register-map model; a non-linearizable one
+   * fails the run with the checker's explanation.
+   *
+   * Operations of unknown outcome (timed out, or pending when the run ended) make the
+   * search exponential: each may take effect at any later moment, or never. Faults keep
+   * many in flight at once, so the history is first completed from the log: every unknown
+   * put that some node applied gets the result it was applied with and, as its return, the
+   * moment it was first applied (it committed, so took effect, before then and after its
+   * call); unknown puts never applied and unknown reads are left out (they certainly took
+   * no effect; an entry still uncommitted at the end can only take effect after every
+   * operation). That history only adds constraints to the one the clients saw, so if it
+   * is linearizable so is theirs. Only when it is not is the clients' own history checked,
+   * to tell a violation that clients could see from results that disagree with the log.
+   */
+  private checkHistory(): void {
+    if (this.history === null) return;
+    const seen = this.history.history();
+    const completed: Operation<RegisterOp, number | null>[] = [];
+    for (const op of seen) {
+      if (op.return !== undefined) completed.push(op);
+      else if (op.input.op === "put") {
+        const applied = this.firstApplied.get(`c${op.input.value}`);
+        if (applied !== undefined) completed.push({ ...op, output: applied.result, return: Math.max(op.call, applied.time) });
+      }
+    }
+    const budget = { timeBudgetMs: LINEARIZABILITY_BUDGET_MS };
+    const result = checkLinearizable(completed, registerMapModel, budget);
+    this.trace(`linearizability of the history completed from the log: ${result.outcome} (${completed.length} operations, ${result.elapsedMs.toFixed(0)} ms)`);
+    if (result.outcome === "valid") {
+      this.linearizability = "valid";
+      return;
+    }
+    const own = reduceUnknowns(seen);
+    const clients = checkLinearizable(own, registerMapModel, budget);
+    const unknown = own.filter((op) => op.output === undefined).length;
+    this.trace(`linearizability of the clients' history: ${clients.outcome} (${own.length} operations, ${unknown} of unknown outcome; ${clients.elapsedMs.toFixed(0)} ms)`);
+    if (clients.outcome === "invalid") {
+      this.linearizability = "invalid";
+      this.fail(`linearizability: ${clients.message}`);
+    } else if (result.outcome === "invalid") {
+      this.linearizability = "invalid";
+      this.fail(
+        `linearizability: the results that unknown-outcome puts were applied with contradict the history` +
+          ` (the clients' own history is ${clients.outcome === "valid" ? "linearizable" : "undecided"}): ${result.message}`,
+      );
+    } else this.linearizability = clients.outcome;
   }
 
   // ------------------------------------------------------------ nodes
@@ -272,12 +488,17 @@ class Simulation<Cmd, Result> {
     const storage = new SimStorage(this.disks.get(id)!, this.scheduler, this.rng.fork(), k.storageLatencyMs[0], k.storageLatencyMs[1]);
     const user = this.options.createStateMachine?.(id) ?? (new RegisterMap() as unknown as StateMachine<Cmd, Result>);
     const checker = this.checker;
+    const firstApplied = this.history === null ? null : this.firstApplied;
+    const now = (): number => this.scheduler.now;
     let appliedIds: string[] = [];
+    // With sessions this sits inside the SessionStateMachine: it sees each command once per
+    // application, so a retry that got past the session cache shows as "applied twice".
     const stateMachine: StateMachine<SimCommand<Cmd>, SimResult<Result>> = {
       async apply(command: SimCommand<Cmd>, meta: ApplyMeta): Promise<SimResult<Result>> {
         checker.onApply(id, meta.index, command.id);
         appliedIds.push(command.id);
         const result = await user.apply(command.cmd, meta);
+        if (firstApplied !== null && !firstApplied.has(command.id)) firstApplied.set(command.id, { time: now(), result: result as number | null });
         return { index: meta.index, term: meta.term, result };
       },
     };
@@ -293,10 +514,11 @@ class Simulation<Cmd, Result> {
       };
     }
     const jitter = this.rng.fork();
-    const node = new RaftNode<SimCommand<Cmd>, SimResult<Result>>({
+    const nodeStateMachine = k.sessions ? new SessionStateMachine(stateMachine, { sessionTimeoutMs: k.sessionTimeoutMs }) : stateMachine;
+    const node: SimNode<Cmd, Result> = new RaftNode<unknown, unknown>({
       id,
       peers: this.ids.slice(0, this.knobs.initialVoters).includes(id) ? this.ids.slice(0, this.knobs.initialVoters) : [],
-      stateMachine,
+      stateMachine: nodeStateMachine as StateMachine<unknown, unknown>,
       storage,
       transport: this.network.transport(id),
       clock,
@@ -310,11 +532,11 @@ class Simulation<Cmd, Result> {
       snapshotThreshold: k.snapshotThreshold,
       trailingEntries: k.trailingEntries,
       snapshotChunkBytes: k.snapshotChunkBytes,
-    });
+    }) as SimNode<Cmd, Result>;
     node.on("error", (err) => this.fail(`${id} stopped on an error: ${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ""}`));
     node.on("role", (role, term) => this.trace(`${id} is ${role} in term ${term}`));
     this.checker.startIncarnation(id);
-    const inc: Incarnation<Cmd, Result> = { node, clock, storage, alive: true };
+    const inc: Incarnation<Cmd, Result> = { node, user, clock, storage, alive: true };
     this.incarnations.set(id, inc);
     await node.start();
     this.trace(`${id} started`);
@@ -365,46 +587,134 @@ class Simulation<Cmd, Result> {
     return { id: `c${seq}`, cmd };
   }
 
-  /** Proposes on a random live node; returns the promise of its outcome (true: resolved). */
+  /**
+   * Proposes a new command: through a random session client, or on a random live node.
+   * Returns the promise of its outcome (true: resolved), or null when nothing was proposed.
+   */
   private propose(): Promise<boolean> | null {
-    const live = this.liveIds();
-    if (live.length === 0) return null;
-    const id = this.clientRng.pick(live);
-    const command = this.nextCommand();
+    let who: string;
+    let outcome: Promise<SimResult<Result>>;
+    let command: SimCommand<Cmd>;
+    if (this.knobs.sessions) {
+      const c = this.clientRng.pick(this.clients);
+      command = this.nextCommand();
+      who = c.name;
+      outcome = c.client.propose(command);
+    } else {
+      const live = this.liveIds();
+      if (live.length === 0) return null;
+      const id = this.clientRng.pick(live);
+      command = this.nextCommand();
+      who = id;
+      outcome = plainNode(this.incarnations.get(id)!.node).propose(command);
+    }
     this.counts.proposals++;
-    return this.incarnations.get(id)!.node.propose(command).then(
+    const op = this.history?.invoke(who, { op: "put", ...(command.cmd as { key: string; value: number }) });
+    return outcome.then(
       (r) => {
         this.counts.resolved++;
         this.guard(() => this.checker.onResolved(command.id, r.index, r.term));
+        if (op !== undefined) this.history!.complete(op, r.result as number | null);
         return true;
       },
       (err: unknown) => {
         this.counts.failed++;
-        if (!isRaftError(err)) this.fail(`proposal ${command.id} on ${id} rejected with a non-RaftError: ${String(err)}`);
+        if (isRaftError(err, "SESSION_EXPIRED")) this.counts.sessionsExpired++;
+        if (!isRaftError(err)) this.fail(`proposal ${command.id} by ${who} rejected with a non-RaftError: ${String(err)}`);
+        // Whatever the code, the command may have been applied (a timed-out attempt, an
+        // earlier attempt before the session expired): its outcome is unknown.
+        if (op !== undefined) this.history!.unknown(op);
         return false;
       },
     );
   }
 
   private read(): void {
-    const live = this.liveIds();
-    if (live.length === 0) return;
-    const id = this.clientRng.pick(live);
-    const inc = this.incarnations.get(id)!;
+    let inc: Incarnation<Cmd, Result> | null;
+    let who: string;
+    let reading: () => Promise<void>;
+    if (this.knobs.sessions) {
+      const c = this.clientRng.pick(this.clients);
+      inc = this.homeOf(c);
+      who = c.name;
+      reading = () => c.client.read(); // served by its home node, `inc`
+    } else {
+      const live = this.liveIds();
+      inc = live.length === 0 ? null : this.incarnations.get(this.clientRng.pick(live))!;
+      who = inc?.node.id ?? "";
+      reading = () => inc!.node.read();
+    }
+    if (inc === null) return;
+    const served = inc;
     // Linearizability of reads: every write that completed before the read began must
     // be visible when it returns.
     const mustSee = this.checker.maxResolvedIndex();
+    const key = `k${this.counts.reads % 5}`;
     this.counts.reads++;
-    inc.node.read().then(
+    const op = this.history?.invoke(who, { op: "get", key });
+    reading().then(
       () => {
         this.counts.readsServed++;
-        const applied = inc.node.status().appliedIndex;
-        if (applied < mustSee) this.fail(`stale read on ${id}: applied ${applied} but a write at ${mustSee} completed before the read began`);
+        const applied = served.node.status().appliedIndex;
+        if (applied < mustSee) this.fail(`stale read on ${served.node.id}: applied ${applied} but a write at ${mustSee} completed before the read began`);
+        if (op !== undefined) this.history!.complete(op, (served.user as unknown as RegisterMap).get(key));
       },
       (err: unknown) => {
-        if (!isRaftError(err)) this.fail(`read on ${id} rejected with a non-RaftError: ${String(err)}`);
+        if (!isRaftError(err)) this.fail(`read on ${served.node.id} rejected with a non-RaftError: ${String(err)}`);
+        if (op !== undefined) this.history!.unknown(op);
       },
     );
+  }
+
+  // ------------------------------------------------------------ session clients
+
+  /**
+   * A session client whose target is its home node while that lives; it picks a new home
+   * (at random among the live nodes) when the home died or an attempt there failed, so
+   * that it gets out of partitions. Its clock belongs to no node: it survives crashes.
+   */
+  private makeClient(name: string, rng: Prng): SimClient<Cmd, Result> {
+    const k = this.knobs;
+    const clock = this.scheduler.clock();
+    const sim: { name: string; clock: NodeClock; rng: Prng; home: NodeId | null } = { name, clock, rng, home: null };
+    const rehomeOnError = <T>(p: Promise<T>): Promise<T> =>
+      p.catch((err: unknown) => {
+        sim.home = null;
+        throw err;
+      });
+    const target: SessionTarget<SimCommand<Cmd>, SimResult<Result>> = {
+      propose: (command: SessionCommand<SimCommand<Cmd>>, options?: RequestOptions) => {
+        const inc = this.homeOf(sim);
+        if (inc === null) return Promise.reject(new RaftError("NO_LEADER", "no node is up"));
+        return rehomeOnError(sessionNode(inc.node).propose(command, options));
+      },
+      read: (options) => {
+        const inc = this.homeOf(sim);
+        if (inc === null) return Promise.reject(new RaftError("NO_LEADER", "no node is up"));
+        return rehomeOnError(inc.node.read(options));
+      },
+    };
+    const client = new RaftClient<SimCommand<Cmd>, SimResult<Result>>(target, {
+      clock,
+      now: () => Math.floor(this.scheduler.now),
+      random: () => rng.next(),
+      requestTimeoutMs: k.requestTimeoutMs,
+      attemptTimeoutMs: Math.min(k.requestTimeoutMs, 2 * k.electionTicks * k.tickMs),
+      retryDelayMs: k.tickMs,
+      maxRetryDelayMs: 5 * k.tickMs,
+      keepAliveIntervalMs: k.sessionTimeoutMs / 4,
+    });
+    return Object.assign(sim, { client });
+  }
+
+  /** The client's home node, choosing a live one when it has none; null when every node is down. */
+  private homeOf(c: { rng: Prng; home: NodeId | null }): Incarnation<Cmd, Result> | null {
+    const current = c.home === null ? undefined : this.incarnations.get(c.home);
+    if (current?.alive) return current;
+    const live = this.liveIds();
+    if (live.length === 0) return null;
+    c.home = c.rng.pick(live);
+    return this.incarnations.get(c.home)!;
   }
 
   // ------------------------------------------------------------ faults
@@ -549,11 +859,16 @@ class Simulation<Cmd, Result> {
   }
 
   private checkAll(): void {
+    const live = new Map<NodeId, Raft>();
     for (const id of this.ids) {
       const inc = this.incarnations.get(id);
       const core = inc?.alive ? coreOfNode.get(inc.node) : null;
-      if (core) this.guard(() => this.checker.check(id, core));
+      if (core) {
+        live.set(id, core);
+        this.guard(() => this.checker.check(id, core));
+      }
     }
+    for (const [id, core] of live) if (core.role === "leader") this.guard(() => this.checker.checkReplication(id, core, live));
   }
 
   private guard(fn: () => void): void {
@@ -602,7 +917,16 @@ class Simulation<Cmd, Result> {
       ok: this.failure === null,
       failure: this.failure,
       knobs: this.knobs,
-      stats: { virtualMs: this.scheduler.now, events: this.events, ...this.counts, maxTerm, commitIndex, network: { ...this.network.stats } },
+      stats: {
+        virtualMs: this.scheduler.now,
+        events: this.events,
+        ...this.counts,
+        maxTerm,
+        commitIndex,
+        network: { ...this.network.stats },
+        historyOps: this.history?.history().length ?? 0,
+        linearizability: this.linearizability,
+      },
     };
   }
 }

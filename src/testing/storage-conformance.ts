@@ -65,6 +65,19 @@ export interface StorageConformanceOptions {
  *
  * storageConformance({ name: "MemoryStorage", factory: async () => ({ storage: new MemoryStorage() }), describe, it, expect });
  * ```
+ * For a durable adapter, give `reopen` (a new instance over the same data) and `cleanup`:
+ * ```ts
+ * storageConformance({
+ *   name: "LevelStorage",
+ *   factory: async () => {
+ *     const dir = await mkdtemp(join(tmpdir(), "store-"));
+ *     const open = () => new LevelStorage({ location: dir, nodeId: "n1" });
+ *     return { storage: open(), reopen: async () => open(), cleanup: () => rm(dir, { recursive: true, force: true }) };
+ *   },
+ *   describe, it, expect,
+ * });
+ * ```
+ * @param options - The suite's name, the factory, and the runner's functions.
  * @public
  */
 export function storageConformance(options: StorageConformanceOptions): void {

@@ -76,8 +76,19 @@ export interface TransportConformanceOptions {
  * @example
  * ```ts
  * import { describe, it, expect } from "vitest";
- * transportConformance({ name: "MyTransport", factory: makeMine, describe, it, expect });
+ * import { MemoryNetwork } from "raftkit";
+ * import { transportConformance } from "raftkit/testing";
+ *
+ * transportConformance({
+ *   name: "MemoryNetwork",
+ *   describe, it, expect,
+ *   factory: async (ids) => {
+ *     const network = new MemoryNetwork();
+ *     return { transports: new Map(ids.map((id) => [id, network.transport(id)])), restart: async (id) => network.transport(id) };
+ *   },
+ * });
  * ```
+ * @param options - The suite's name, the factory, the runner's functions and the timing.
  * @public
  */
 export function transportConformance(options: TransportConformanceOptions): void {

@@ -231,6 +231,7 @@ export class TcpTransport implements Transport {
 
   /**
    * Validates the options; nothing is opened until {@link TcpTransport.start}.
+   * @param options - See {@link TcpTransportOptions}.
    * @throws TypeError or RangeError naming the offending option.
    */
   constructor(options: TcpTransportOptions) {
@@ -261,6 +262,7 @@ export class TcpTransport implements Transport {
 
   /**
    * The address the transport listens on.
+   * @returns The bound host and port (the real port when `listen` gave port 0).
    * @throws RaftError with code `INVALID_STATE` when it is not listening.
    */
   address(): { host: string; port: number } {
@@ -271,12 +273,18 @@ export class TcpTransport implements Transport {
     return { host: info.address, port: info.port };
   }
 
-  /** The port the transport listens on (useful after listening on port 0). */
+  /**
+   * The port the transport listens on (useful after listening on port 0). Throws
+   * `RaftError` `INVALID_STATE` when it is not listening.
+   */
   get port(): number {
     return this.address().port;
   }
 
-  /** A snapshot of the counters. */
+  /**
+   * A snapshot of the counters.
+   * @returns The counters now; a new object on each call.
+   */
   stats(): TcpTransportStats {
     let outbound = 0;
     for (const link of this.links.values()) if (link.state === "connected") outbound++;
@@ -285,7 +293,10 @@ export class TcpTransport implements Transport {
 
   /**
    * Starts listening. May be called again after {@link TcpTransport.stop}.
-   * @throws RaftError `INVALID_STATE` when already started; `TRANSPORT` when the address cannot be listened on.
+   * @param handler - Receives every message from an accepted peer.
+   * @returns Resolves once listening. Rejects with `RaftError` `INVALID_STATE` when already
+   * started, and with `TRANSPORT` when the address cannot be listened on.
+   * @throws TypeError when `handler` is not a function.
    */
   start(handler: MessageHandler): Promise<void> {
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
@@ -326,7 +337,10 @@ export class TcpTransport implements Transport {
     this.state = "running";
   }
 
-  /** Stops listening, closes every connection, drops queued messages and clears every timer. Idempotent. */
+  /**
+   * Stops listening, closes every connection, drops queued messages and clears every timer. Idempotent.
+   * @returns Resolves once every socket is closed.
+   */
   stop(): Promise<void> {
     if (this.stopping === null) this.stopping = this.shutdown();
     return this.stopping;
@@ -366,7 +380,9 @@ export class TcpTransport implements Transport {
   /**
    * Replaces the membership: where to send, and which ids may connect. Connections to
    * and from removed members are closed; a member whose address changed is redialled.
-   * @throws TypeError when an id or address is malformed.
+   * The node calls it as the configuration changes (see {@link Transport.setPeerAddresses}).
+   * @param addresses - Every other member's `"host:port"`, by id.
+   * @throws TypeError or RangeError when an id or address is malformed.
    */
   setPeerAddresses(addresses: ReadonlyMap<NodeId, string>): void {
     const next = this.parsePeers(addresses, "setPeerAddresses");
@@ -393,7 +409,11 @@ export class TcpTransport implements Transport {
     this.peers = next;
   }
 
-  /** Queues `message` for `message.to`. Never throws; drops what cannot be sent. */
+  /**
+   * Queues `message` for `message.to`; messages queued in one turn of the event loop
+   * leave in one write. Never throws; drops (and counts) what cannot be sent.
+   * @param message - A message from this node.
+   */
   send(message: Message): void {
     if (this.state !== "running" || typeof message !== "object" || message === null) {
       this.counters.messagesDropped++;

@@ -381,7 +381,18 @@ export function encodeMessageInto(message: Message, target: Uint8Array, offset: 
 
 /**
  * Encodes a message in the raftkit wire format (docs/wire-format.md), in one allocation.
+ * For transports other than `TcpTransport` that want the same compact, validated encoding
+ * (the message alone: framing and handshake are the stream transport's business).
  *
+ * @example
+ * ```ts
+ * const bytes = encodeMessage(message);
+ * socket.send(bytes);                           // any message-oriented channel
+ * // on the other side:
+ * handler(decodeMessage(new Uint8Array(data))); // throws RaftError CORRUPT on bad bytes
+ * ```
+ * @param message - Any protocol message.
+ * @returns Its encoding; canonical, so equal messages encode to equal bytes.
  * @throws TypeError or RangeError naming the field, when the message is not encodable.
  * @public
  */
@@ -614,7 +625,10 @@ function readBody(r: Reader, type: MessageType, from: NodeId, to: NodeId, term: 
  * encoded), booleans, entry types, repeat counts against the bytes present, and no
  * trailing bytes. The returned message owns its data (it does not alias `bytes`).
  *
- * @throws RaftError with code `CORRUPT` on any malformed input.
+ * @param bytes - One encoded message, untrusted.
+ * @returns The message.
+ * @throws RaftError with code `CORRUPT` on any malformed input; TypeError when `bytes` is
+ * not a Uint8Array.
  * @public
  */
 export function decodeMessage(bytes: Uint8Array): Message {

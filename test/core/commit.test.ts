@@ -65,7 +65,7 @@ describe("leader commit rules", () => {
     const b = net.get("b");
     a.propose([item()]);
     const rd = a.ready(); // handed to the driver, not yet persisted
-    for (const m of ofType(rd.messages, "AppendEntries", "b")) b.step(m);
+    for (const m of ofType(rd.earlyMessages, "AppendEntries", "b")) b.step(m);
     for (const m of drain(b).messages) a.step(m);
     // b holds entry 2 and so does a's unstable log, but a has not persisted it: 1 of 3.
     expect(a.log.committed).toBe(1);

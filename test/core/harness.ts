@@ -101,7 +101,7 @@ export function drain(r: Raft): Drained {
     const rd = r.ready();
     r.advance(rd);
     d.readies.push(rd);
-    d.messages.push(...rd.messages);
+    d.messages.push(...rd.earlyMessages, ...rd.messages);
     d.entries.push(...rd.entries);
     d.committed.push(...rd.committedEntries);
     d.readStates.push(...rd.readStates);

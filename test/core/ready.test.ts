@@ -2,7 +2,7 @@
 // Raft paper Figure 2: "respond to RPCs only after updating stable storage".
 import { describe, expect, it } from "vitest";
 import { InvariantError } from "../../src/core/log.js";
-import { appendEntries, drain, entriesFrom, log, newRaft, ofType, requestVote } from "./harness.js";
+import { Network, appendEntries, drain, entriesFrom, item, log, newRaft, ofType, requestVote } from "./harness.js";
 
 const ABC = ["a", "b", "c"];
 
@@ -64,5 +64,25 @@ describe("Ready", () => {
   it("nothing to do: no Ready", () => {
     const b = newRaft("b", { peers: ABC, term: 1, commit: 0, entries: log(1) });
     expect(b.hasReady()).toBe(false);
+  });
+});
+
+describe("the leader's write in parallel with replication (dissertation §10.2.1)", () => {
+  it("only leader traffic goes before the write; votes and acknowledgements wait for it", () => {
+    const net = Network.cluster(["a", "b", "c"]);
+    net.elect("a");
+    const a = net.get("a");
+    a.propose([item()]);
+    const rd = a.ready();
+    expect(rd.entries.length).toBeGreaterThan(0);
+    expect(rd.earlyMessages.map((m) => m.type)).toEqual(["AppendEntries", "AppendEntries"]);
+    a.advance(rd);
+
+    const b = newRaft("b", { peers: ["a", "b", "c"], term: 1 });
+    b.step(appendEntries("a", "b", 1, 0, 0, entriesFrom(1, 1)));
+    b.step(requestVote("c", "b", 2, { lastIndex: 5, lastTerm: 2 }));
+    const rb = b.ready();
+    expect(rb.earlyMessages).toEqual([]);
+    expect(rb.messages.map((m) => m.type).sort()).toEqual(["AppendEntriesResponse", "RequestVoteResponse"]);
   });
 });

@@ -1,0 +1,89 @@
+// Snapshots at scale (issue 5): a 1,000,000-key KvStateMachine.
+//  1. the longest pause in commits while the leader takes a snapshot (proposals keep
+//     flowing one at a time; the pause is the slowest commit during the snapshot);
+//  2. the time to bring a new follower up to date over TCP on loopback, which needs the
+//     whole snapshot because the leader compacted its log, and the transfer rate.
+// Run: npm run build && npx tsx bench/snapshot.bench.ts [keys]
+import { KvStateMachine, MemoryStorage, RaftNode, TcpTransport, type KvCommand, type KvResult } from "raftkit";
+
+const KEYS = Number(process.argv[2] ?? 1_000_000);
+const ids = ["n1", "n2", "n3"];
+
+async function freePorts(n: number): Promise<number[]> {
+  const { createServer } = await import("node:net");
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    ports.push(
+      await new Promise<number>((resolve) => {
+        const s = createServer().listen(0, "127.0.0.1", () => {
+          const port = (s.address() as { port: number }).port;
+          s.close(() => resolve(port));
+        });
+      }),
+    );
+  }
+  return ports;
+}
+
+const ports = await freePorts(3);
+const peers = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+function makeNode(id: string): { node: RaftNode<KvCommand, KvResult>; kv: KvStateMachine } {
+  const kv = new KvStateMachine();
+  const transport = new TcpTransport({ id, listen: peers[id]!, peers });
+  const node = new RaftNode<KvCommand, KvResult>({
+    id, peers: ids, stateMachine: kv, storage: new MemoryStorage(), transport,
+    tickMs: 50, electionTicks: 20, snapshotThreshold: 0, trailingEntries: 1000, snapshotChunkBytes: 1 << 20, requestTimeoutMs: 60_000,
+  });
+  return { node, kv };
+}
+
+const a = makeNode("n1");
+const b = makeNode("n2");
+await Promise.all([a.node.start(), b.node.start()]);
+a.node.campaign();
+while (!a.node.isLeader) await new Promise((r) => setTimeout(r, 10));
+
+console.log(`loading ${KEYS.toLocaleString("en-US")} keys (n3 is down)...`);
+const value = "v".repeat(32);
+for (let i = 0; i < KEYS; i += 2000) {
+  const batch: Promise<KvResult>[] = [];
+  for (let j = i; j < Math.min(KEYS, i + 2000); j++) batch.push(a.node.propose({ op: "put", key: `key/${String(j).padStart(8, "0")}`, value }));
+  await Promise.all(batch);
+}
+
+// 1. Commit pauses while a snapshot is taken.
+let running = true;
+const latencies: number[] = [];
+const writer = (async () => {
+  let i = 0;
+  while (running) {
+    const t = performance.now();
+    await a.node.propose({ op: "put", key: `live/${i++ % 100}`, value });
+    latencies.push(performance.now() - t);
+  }
+})();
+await new Promise((r) => setTimeout(r, 300));
+const before = latencies.length;
+const t0 = performance.now();
+const snapshotIndex = await a.node.snapshot();
+const snapMs = performance.now() - t0;
+await new Promise((r) => setTimeout(r, 300));
+running = false;
+await writer;
+const during = latencies.slice(before);
+const sorted = [...during].sort((x, y) => x - y);
+console.log(`snapshot at index ${snapshotIndex} took ${snapMs.toFixed(0)} ms; commits during it: ${during.length}, median ${sorted[Math.floor(sorted.length / 2)]?.toFixed(2)} ms, longest ${sorted.at(-1)?.toFixed(1)} ms`);
+
+// 2. A follower that needs the whole snapshot.
+const c = makeNode("n3");
+let installedAt = 0;
+c.node.on("snapshot", () => (installedAt ||= performance.now()));
+const t1 = performance.now();
+await c.node.start();
+const target = a.node.status().commitIndex;
+while (c.node.status().appliedIndex < target) await new Promise((r) => setTimeout(r, 5));
+const catchUpMs = performance.now() - t1;
+const bytes = (await (async () => (await a.kv.snapshot()).byteLength)());
+console.log(`new follower caught up in ${catchUpMs.toFixed(0)} ms (snapshot installed after ${(installedAt - t1).toFixed(0)} ms); snapshot ${(bytes / 1e6).toFixed(1)} MB => ${(bytes / 1e6 / ((installedAt - t1) / 1000)).toFixed(1)} MB/s`);
+console.log(`keys on the new follower: ${c.kv.size.toLocaleString("en-US")}`);
+await Promise.all([a.node.stop(), b.node.stop(), c.node.stop()]);

@@ -1,0 +1,46 @@
+// InstallSnapshot: Raft paper §7.
+import { describe, expect, it } from "vitest";
+import type { InstallSnapshotMessage } from "../../src/core/messages.js";
+import { drain, log, newRaft, ofType } from "./harness.js";
+
+const ABC = ["a", "b", "c"];
+const config = { voters: ABC, learners: [], outgoingVoters: [] };
+
+function chunk(index: number, term: number, data: number[], offset = 0, done = true): InstallSnapshotMessage {
+  return { type: "InstallSnapshot", from: "a", to: "b", term: 3, meta: { index, term, config }, offset, data: new Uint8Array(data), done };
+}
+
+describe("InstallSnapshot (§7)", () => {
+  it("§7: a snapshot of a prefix of the follower's log keeps the entries after it", () => {
+    const b = newRaft("b", { peers: ABC, term: 3, entries: log(1, 1, 2, 2, 3, 3) });
+    b.step(chunk(4, 2, [1, 2, 3]));
+    const rd = drain(b);
+    expect(rd.readies.every((r) => r.snapshot === null)).toBe(true);
+    expect(b.log.lastIndex()).toBe(6);
+    expect(b.log.committed).toBe(4);
+    expect(ofType(rd.messages, "AppendEntriesResponse")).toMatchObject([{ success: true, index: 4 }]);
+  });
+
+  it("§7: a snapshot that conflicts with the log, or goes past it, replaces the whole log", () => {
+    const b = newRaft("b", { peers: ABC, term: 3, entries: log(1, 1, 2) });
+    b.step(chunk(5, 3, [9], 0, false));
+    expect(ofType(drain(b).messages, "InstallSnapshotResponse")).toMatchObject([{ index: 5, offset: 1 }]);
+    b.step(chunk(5, 3, [8], 1, true));
+    const rd = drain(b);
+    const installed = rd.readies.find((r) => r.snapshot !== null)!.snapshot!;
+    expect([...installed.data]).toEqual([9, 8]);
+    expect(b.log.lastIndex()).toBe(5);
+    expect(b.log.firstIndex()).toBe(6);
+    expect(ofType(rd.messages, "AppendEntriesResponse")).toMatchObject([{ success: true, index: 5 }]);
+  });
+
+  it("answers a chunk out of order with the offset it expects, and resumes a resent first chunk", () => {
+    const b = newRaft("b", { peers: ABC, term: 3 });
+    b.step(chunk(5, 3, [1, 2], 0, false));
+    drain(b);
+    b.step(chunk(5, 3, [5], 4, false)); // a chunk went missing
+    expect(ofType(drain(b).messages, "InstallSnapshotResponse")).toMatchObject([{ offset: 2 }]);
+    b.step(chunk(5, 3, [1, 2], 0, false)); // the leader resends from the start
+    expect(ofType(drain(b).messages, "InstallSnapshotResponse")).toMatchObject([{ offset: 2 }]);
+  });
+});

@@ -1,0 +1,437 @@
+import { describe, expect, it } from "vitest";
+import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftError, RaftNode, type ApplyMeta, type KvCommand, type KvResult, type StateMachine } from "../src/index.js";
+import { RaftClient, type SessionTarget } from "../src/node/client.js";
+import { SessionStateMachine, type SessionCommand, type SessionResult } from "../src/node/sessions.js";
+
+// Exactly-once client sessions (Raft dissertation §6.3).
+
+type Cmd = SessionCommand<KvCommand>;
+
+/** A KvStateMachine that counts how often each value was applied (values are unique per command). */
+class CountingKv implements StateMachine<KvCommand, KvResult> {
+  readonly kv = new KvStateMachine();
+  readonly applied = new Map<string, number>();
+  apply(cmd: KvCommand, meta: ApplyMeta): KvResult {
+    const tag = cmd.op === "delete" ? `delete:${cmd.key}` : `${cmd.key}=${String(cmd.value)}`;
+    this.applied.set(tag, (this.applied.get(tag) ?? 0) + 1);
+    return this.kv.apply(cmd, meta);
+  }
+  snapshot(): Uint8Array | Promise<Uint8Array> {
+    return this.kv.snapshot();
+  }
+  restore(data: Uint8Array): void {
+    this.kv.restore(data);
+  }
+  /** Every tag applied more than once. */
+  twice(): string[] {
+    return [...this.applied].filter(([, n]) => n > 1).map(([tag]) => tag);
+  }
+}
+
+/** Feeds entries to a machine with consecutive log indexes, as a node would. */
+function feeder(sm: SessionStateMachine<KvCommand, KvResult>) {
+  let index = 0;
+  return (cmd: Cmd): SessionResult<KvResult> => sm.apply(cmd, { index: ++index, term: 1 }) as SessionResult<KvResult>;
+}
+
+const put = (key: string, value: string): KvCommand => ({ op: "put", key, value });
+const command = (session: number, seq: number, cmd: KvCommand, time = 0, ackSeq = seq): Cmd => ({ kind: "command", session, seq, ackSeq, time, cmd });
+
+describe("SessionStateMachine", () => {
+  it("registers a session with the entry's log index as the client id", () => {
+    const apply = feeder(new SessionStateMachine(new CountingKv()));
+    apply({ kind: "keepAlive", session: 99, time: 0 });
+    expect(apply({ kind: "register", time: 0 })).toEqual({ kind: "registered", session: 2 });
+    expect(apply({ kind: "register", time: 0 })).toEqual({ kind: "registered", session: 3 });
+  });
+
+  it("applies a duplicate (client, seq) once and answers it from the cache", () => {
+    const user = new CountingKv();
+    const sm = new SessionStateMachine(user);
+    const apply = feeder(sm);
+    apply({ kind: "register", time: 0 });
+    expect(apply(command(1, 1, put("a", "1")))).toEqual({ kind: "result", result: { ok: true, previous: null }, duplicate: false });
+    expect(apply(command(1, 2, put("a", "2"), 0, 1))).toEqual({ kind: "result", result: { ok: true, previous: "1" }, duplicate: false });
+    // The retry of seq 1 comes after seq 2: the cached result, not a new application.
+    expect(apply(command(1, 1, put("a", "1")))).toEqual({ kind: "result", result: { ok: true, previous: null }, duplicate: true });
+    expect(user.applied.get("a=1")).toBe(1);
+    expect(user.kv.get("a")).toBe("2");
+    expect(sm.sessionInfo(1)).toMatchObject({ highestSeq: 2, cachedSeqs: [1, 2] });
+  });
+
+  it("drops the results the client acknowledged, and refuses their seqs as stale", () => {
+    const user = new CountingKv();
+    const sm = new SessionStateMachine(user);
+    const apply = feeder(sm);
+    apply({ kind: "register", time: 0 });
+    for (let seq = 1; seq <= 5; seq++) apply(command(1, seq, put("k", `v${seq}`), 0, 1));
+    expect(sm.sessionInfo(1)?.cachedSeqs).toEqual([1, 2, 3, 4, 5]);
+    apply(command(1, 6, put("k", "v6"), 0, 4)); // the client still needs 4 and up
+    expect(sm.sessionInfo(1)).toMatchObject({ ackSeq: 4, cachedSeqs: [4, 5, 6] });
+    expect(apply(command(1, 2, put("k", "v2")))).toEqual({ kind: "stale", session: 1, seq: 2 });
+    expect(user.applied.get("k=v2")).toBe(1);
+    // An ackSeq beyond the command's own seq never makes that command stale.
+    expect(apply(command(1, 7, put("k", "v7"), 0, 100))).toMatchObject({ kind: "result", duplicate: false });
+    expect(sm.sessionInfo(1)).toMatchObject({ ackSeq: 7, cachedSeqs: [7] });
+  });
+
+  it("expires idle sessions by log time, identically on every machine fed the same entries", () => {
+    const entries: Cmd[] = [
+      { kind: "register", time: 1000 }, // session 1
+      { kind: "register", time: 1000 }, // session 2
+      command(1, 1, put("a", "1"), 5000),
+      command(2, 1, put("b", "1"), 4000), // a proposer clock behind: log time stays at 5000
+      { kind: "keepAlive", session: 1, time: 9000 },
+      command(1, 2, put("a", "2"), 12_000), // session 2 was last active at 5000: idle for 7000 > 6000
+      command(2, 2, put("b", "2"), 12_001),
+      { kind: "keepAlive", session: 1, time: 12_002 },
+    ];
+    const run = () => {
+      const user = new CountingKv();
+      const sm = new SessionStateMachine(user, { sessionTimeoutMs: 6000 });
+      const apply = feeder(sm);
+      return { results: entries.map(apply), sm, user };
+    };
+    const a = run();
+    const b = run();
+    expect(a.results).toEqual(b.results);
+    expect(a.results[3]).toMatchObject({ kind: "result", duplicate: false });
+    expect(a.sm.logTime).toBe(12_002);
+    expect(a.results[5]).toMatchObject({ kind: "result", duplicate: false });
+    expect(a.results[6]).toEqual({ kind: "expired", session: 2 });
+    expect(a.results[7]).toEqual({ kind: "ok" });
+    expect(a.user.applied.has("b=2")).toBe(false);
+    expect([a.sm.sessionInfo(1) !== undefined, a.sm.sessionInfo(2) !== undefined]).toEqual([true, false]);
+    expect(b.sm.sessionCount).toBe(1);
+  });
+
+  it("closes sessions, evicts the least recently active beyond maxSessions, and expires a session over maxResultsPerSession", () => {
+    const user = new CountingKv();
+    const sm = new SessionStateMachine(user, { maxSessions: 2, maxResultsPerSession: 2 });
+    const apply = feeder(sm);
+    apply({ kind: "register", time: 0 }); // 1
+    apply({ kind: "register", time: 0 }); // 2
+    apply(command(1, 1, put("a", "1"))); // 1 is now the most recently active
+    apply({ kind: "register", time: 0 }); // 4 evicts 2
+    expect([1, 2, 4].map((id) => sm.sessionInfo(id) !== undefined)).toEqual([true, false, true]);
+    apply(command(1, 2, put("a", "2"), 0, 1));
+    expect(apply(command(1, 3, put("a", "3"), 0, 1))).toEqual({ kind: "expired", session: 1 });
+    expect(user.applied.has("a=3")).toBe(false);
+    expect(apply({ kind: "close", session: 4, time: 0 })).toEqual({ kind: "ok" });
+    expect(sm.sessionCount).toBe(0);
+    expect(apply(command(4, 1, put("x", "1")))).toEqual({ kind: "expired", session: 4 });
+  });
+
+  it("answers a malformed entry without applying it or stopping", () => {
+    const user = new CountingKv();
+    const apply = feeder(new SessionStateMachine(user));
+    expect(apply(put("a", "1") as unknown as Cmd)).toMatchObject({ kind: "malformed" });
+    expect(apply({ kind: "command", session: 1, seq: -1, ackSeq: 0, time: 0, cmd: put("a", "1") })).toMatchObject({ kind: "malformed" });
+    expect(user.applied.size).toBe(0);
+  });
+
+  it("awaits an asynchronous wrapped machine", async () => {
+    const inner: StateMachine<number, number> = { apply: async (n: number) => n * 2 };
+    const sm = new SessionStateMachine(inner);
+    expect(sm.snapshot).toBeUndefined(); // the wrapped machine cannot snapshot, so neither can the wrapper
+    sm.apply({ kind: "register", time: 0 }, { index: 1, term: 1 });
+    await expect(sm.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: 21 }, { index: 2, term: 1 })).resolves.toEqual({
+      kind: "result",
+      result: 42,
+      duplicate: false,
+    });
+  });
+
+  it("validates its options", () => {
+    expect(() => new SessionStateMachine(new CountingKv(), { sessionTimeoutMs: 0 })).toThrow(/sessionTimeoutMs/);
+    expect(() => new SessionStateMachine(new CountingKv(), { maxResultsPerSession: 1.5 })).toThrow(/maxResultsPerSession/);
+  });
+});
+
+/** A session snapshot's JSON header and the wrapped machine's bytes (see the format in sessions.ts). */
+function splitSnapshot(data: Uint8Array): { header: Record<string, unknown>; user: Uint8Array } {
+  const length = new DataView(data.buffer, data.byteOffset).getUint32(4);
+  return { header: JSON.parse(new TextDecoder().decode(data.subarray(8, 8 + length))) as Record<string, unknown>, user: data.subarray(8 + length) };
+}
+
+function joinSnapshot(header: unknown, user: Uint8Array): Uint8Array {
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.byteLength + user.byteLength);
+  out.set([0x52, 0x4b, 0x53, 0x53]);
+  new DataView(out.buffer).setUint32(4, h.byteLength);
+  out.set(h, 8);
+  out.set(user, 8 + h.byteLength);
+  return out;
+}
+
+describe("SessionStateMachine snapshots", () => {
+  function populated() {
+    const user = new CountingKv();
+    const sm = new SessionStateMachine(user, { sessionTimeoutMs: 10_000 });
+    const apply = feeder(sm);
+    apply({ kind: "register", time: 100 }); // 1
+    apply({ kind: "register", time: 200 }); // 2
+    apply(command(1, 1, put("a", "1"), 300));
+    apply(command(2, 1, { op: "delete", key: "zz" }, 400));
+    apply(command(1, 2, put("a", "2"), 500, 1));
+    return { user, sm };
+  }
+
+  it("round-trips the sessions, their cached results and the log time with the wrapped state", async () => {
+    const { sm } = populated();
+    const data = await sm.snapshot!();
+    const user2 = new CountingKv();
+    const sm2 = new SessionStateMachine(user2, { sessionTimeoutMs: 10_000 });
+    await sm2.restore!(data);
+    expect(sm2.logTime).toBe(500);
+    expect([1, 2].map((id) => sm2.sessionInfo(id))).toEqual([1, 2].map((id) => sm.sessionInfo(id)));
+    expect(user2.kv.get("a")).toBe("2");
+    // A retry after the restore is still a duplicate.
+    expect(sm2.apply(command(1, 1, put("a", "1"), 600), { index: 10, term: 2 })).toEqual({ kind: "result", result: { ok: true, previous: null }, duplicate: true });
+    expect(sm2.apply(command(2, 1, { op: "delete", key: "zz" }, 600), { index: 11, term: 2 })).toEqual({ kind: "result", result: { ok: false, previous: null }, duplicate: true });
+    expect(user2.applied.size).toBe(0);
+    // The same state gives the same bytes: snapshots are deterministic.
+    const { sm: again } = populated();
+    expect(await again.snapshot!()).toEqual(data);
+  });
+
+  it("keeps cached results that are undefined", async () => {
+    const inner = { value: 0, apply: () => undefined, snapshot: () => new Uint8Array([1]), restore: () => {} };
+    const sm = new SessionStateMachine<null, undefined>(inner);
+    sm.apply({ kind: "register", time: 0 }, { index: 1, term: 1 });
+    sm.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: null }, { index: 2, term: 1 });
+    const sm2 = new SessionStateMachine<null, undefined>(inner);
+    await sm2.restore!(await sm.snapshot!());
+    expect(sm2.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: null }, { index: 3, term: 1 })).toEqual({
+      kind: "result",
+      result: undefined,
+      duplicate: true,
+    });
+  });
+
+  it("writes results through a resultCodec when one is given", async () => {
+    const codec = { encode: (n: bigint) => new TextEncoder().encode(n.toString()), decode: (b: Uint8Array) => BigInt(new TextDecoder().decode(b)) };
+    const inner = { apply: (n: bigint) => n * 2n, snapshot: () => new Uint8Array(0), restore: () => {} };
+    const sm = new SessionStateMachine(inner, { resultCodec: codec });
+    sm.apply({ kind: "register", time: 0 }, { index: 1, term: 1 });
+    sm.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: 2n ** 70n }, { index: 2, term: 1 });
+    const data = await sm.snapshot!();
+    const sm2 = new SessionStateMachine(inner, { resultCodec: codec });
+    await sm2.restore!(data);
+    expect(sm2.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: 0n }, { index: 3, term: 1 })).toEqual({ kind: "result", result: 2n ** 71n, duplicate: true });
+    // A result that is not base64 is corrupt.
+    const { header, user } = splitSnapshot(data);
+    const bad = { ...header, sessions: [[1, 0, 1, 1, [[1, "!!"]]]] };
+    await expect(sm2.restore!(joinSnapshot(bad, user))).rejects.toMatchObject({ code: "CORRUPT" });
+  });
+
+  it("refuses a corrupt snapshot with CORRUPT and keeps its old state", async () => {
+    const { sm, user } = populated();
+    const good = await sm.snapshot!();
+    const { header: validHeader, user: userBytes } = splitSnapshot(good);
+    const withHeader = (header: unknown, user = userBytes): Uint8Array => joinSnapshot(header, user);
+    const corrupt: [string, Uint8Array][] = [
+      ["empty", new Uint8Array(0)],
+      ["bad magic", new Uint8Array([1, 2, 3, 4, 0, 0, 0, 0])],
+      ["truncated", good.subarray(0, 20)],
+      ["garbage header", withHeader("x").map((b, i) => (i === 9 ? 0xff : b))],
+      ["future version", withHeader({ ...validHeader, version: 2 })],
+      ["sessions not an array", withHeader({ ...validHeader, sessions: 7 })],
+      ["malformed session", withHeader({ ...validHeader, sessions: [[1, 2, 3]] })],
+      ["cached result below ackSeq", withHeader({ ...validHeader, sessions: [[1, 0, 5, 5, [[1, null]]]] })],
+      ["malformed cached result", withHeader({ ...validHeader, sessions: [[1, 0, 0, 1, [[1, null, 3]]]] })],
+      ["sessions out of activity order", withHeader({ ...validHeader, sessions: [[1, 9, 0, 0, []], [2, 5, 0, 0, []]] })],
+      ["corrupt user state", withHeader(validHeader, new TextEncoder().encode("{not json"))],
+    ];
+    const before = { sessions: [1, 2].map((id) => sm.sessionInfo(id)), logTime: sm.logTime, kv: user.kv.list() };
+    for (const [name, data] of corrupt) {
+      const err = await sm.restore!(data).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, name).toBeInstanceOf(RaftError);
+      expect((err as RaftError).code, name).toBe("CORRUPT");
+      expect({ sessions: [1, 2].map((id) => sm.sessionInfo(id)), logTime: sm.logTime, kv: user.kv.list() }, name).toEqual(before);
+    }
+  });
+});
+
+// ------------------------------------------------------------------------ clients and nodes
+
+type SessionNode = RaftNode<SessionCommand<KvCommand>, SessionResult<KvResult>>;
+
+async function until(cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function cluster(ids: string[], smOptions = {}) {
+  const network = new MemoryNetwork();
+  const users = ids.map(() => new CountingKv());
+  const nodes: SessionNode[] = ids.map(
+    (id, i) =>
+      new RaftNode<SessionCommand<KvCommand>, SessionResult<KvResult>>({
+        id,
+        peers: ids,
+        stateMachine: new SessionStateMachine(users[i]!, smOptions),
+        storage: new MemoryStorage(),
+        transport: network.transport(id),
+        tickMs: 5,
+        electionTicks: 10,
+      }),
+  );
+  return { network, users, nodes };
+}
+
+describe("RaftClient", () => {
+  it("retries across a leader change on a 3-node cluster and applies every command exactly once", async () => {
+    const { network, users, nodes } = cluster(["n1", "n2", "n3"]);
+    await Promise.all(nodes.map((n) => n.start()));
+    nodes[0]!.campaign();
+    await until(() => nodes[0]!.isLeader);
+    // The client sits on n2 and loses the answer to the first attempt of every third seq,
+    // so those are retried after they were applied: the retries must be deduplicated.
+    const n2 = nodes[1]!;
+    const lost = new Set<number>();
+    let duplicates = 0;
+    const target: SessionTarget<KvCommand, KvResult> = {
+      propose: async (cmd, options) => {
+        const r = await n2.propose(cmd, options);
+        if (r.kind === "result" && r.duplicate) duplicates++;
+        if (cmd.kind === "command" && cmd.seq % 3 === 0 && !lost.has(cmd.seq)) {
+          lost.add(cmd.seq);
+          throw new RaftError("TIMEOUT", "answer lost");
+        }
+        return r;
+      },
+      read: (options) => n2.read(options),
+    };
+    const client = new RaftClient(target, { attemptTimeoutMs: 300, requestTimeoutMs: 15_000, retryDelayMs: 5 });
+    const calls: Promise<KvResult>[] = [];
+    let leaderChanged = false;
+    for (let i = 0; i < 150; i++) {
+      calls.push(client.propose(put(`k${i % 10}`, `v${i}`)));
+      await new Promise((r) => setTimeout(r, 2));
+      if (i === 50) {
+        // Cut the leader off: the proposals in flight to it time out or are dropped, and n2 or n3 takes over.
+        network.isolate("n1");
+      }
+      if (i === 100) {
+        await until(() => nodes[1]!.isLeader || nodes[2]!.isLeader);
+        leaderChanged = true;
+        network.heal();
+      }
+    }
+    const results = await Promise.all(calls);
+    expect(leaderChanged).toBe(true);
+    expect(results).toHaveLength(150);
+    expect(duplicates).toBeGreaterThan(0);
+    const commit = Math.max(...nodes.map((n) => n.status().commitIndex));
+    await until(() => nodes.every((n) => n.status().appliedIndex >= commit));
+    for (const user of users) {
+      expect(user.twice()).toEqual([]);
+      for (let i = 0; i < 150; i++) expect(user.applied.get(`k${i % 10}=v${i}`)).toBe(1);
+    }
+    // The writes happened in the order the client saw them complete with: each result's previous value was current then.
+    expect(users[0]!.kv.list()).toEqual(users[2]!.kv.list());
+    await client.read();
+    await client.close();
+    await expect(client.propose(put("late", "1"))).rejects.toMatchObject({ code: "STOPPED" });
+    await Promise.all(nodes.map((n) => n.stop()));
+  }, 60_000);
+
+  it("registers lazily through node.client(), shares one registration between concurrent calls, and re-registers after SESSION_EXPIRED", async () => {
+    const { nodes, users } = cluster(["solo"], { sessionTimeoutMs: 1000 });
+    const node = nodes[0]!;
+    await node.start();
+    await until(() => node.isLeader);
+    let wall = 10_000;
+    const client = node.client<KvCommand, KvResult>({ now: () => wall });
+    expect(client.clientId).toBeNull();
+    const [a, b] = await Promise.all([client.propose(put("a", "1")), client.propose(put("b", "1"))]);
+    expect([a, b]).toEqual([{ ok: true, previous: null }, { ok: true, previous: null }]);
+    const first = client.clientId;
+    expect(first).not.toBeNull();
+    // Another proposer moves log time past the timeout: the idle session expires.
+    const other = node.client<KvCommand, KvResult>({ now: () => wall });
+    wall += 5000;
+    await other.propose(put("c", "1"));
+    await expect(client.propose(put("a", "2"))).rejects.toMatchObject({ code: "SESSION_EXPIRED" });
+    expect(users[0]!.applied.has("a=2")).toBe(false);
+    // The next call registers a new session.
+    await expect(client.propose(put("a", "3"))).resolves.toEqual({ ok: true, previous: "1" });
+    expect(client.clientId).not.toBe(first);
+    await Promise.all([client.close(), other.close()]);
+    await node.stop();
+  });
+
+  it("keeps a session alive with keep-alives while idle", async () => {
+    const { nodes } = cluster(["solo"], { sessionTimeoutMs: 200 });
+    const node = nodes[0]!;
+    await node.start();
+    await until(() => node.isLeader);
+    const client = node.client<KvCommand, KvResult>({ keepAliveIntervalMs: 40 });
+    const other = node.client<KvCommand, KvResult>();
+    await client.propose(put("a", "1"));
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      await other.propose(put("tick", String(i))); // moves log time on
+    }
+    await expect(client.propose(put("a", "2"))).resolves.toEqual({ ok: true, previous: "1" });
+    await Promise.all([client.close(), other.close()]);
+    await node.stop();
+  });
+
+  it("rejects with INVALID_STATE when the node's state machine is not a SessionStateMachine", async () => {
+    const network = new MemoryNetwork();
+    const node = new RaftNode<unknown, unknown>({ id: "x", peers: ["x"], stateMachine: new KvStateMachine() as unknown as StateMachine<unknown, unknown>, storage: new MemoryStorage(), transport: network.transport("x"), tickMs: 5 });
+    await node.start();
+    await until(() => node.isLeader);
+    const client = new RaftClient(node as unknown as SessionTarget<KvCommand, KvResult>);
+    await expect(client.propose(put("a", "1"), { timeoutMs: 2000 })).rejects.toMatchObject({ code: "INVALID_STATE" });
+    await node.stop();
+  });
+
+  it("gives up at its deadline with TIMEOUT when no attempt gets through, and honours its AbortSignal", async () => {
+    const target: SessionTarget<KvCommand, KvResult> = {
+      propose: () => new Promise(() => {}), // a node that died without answering
+      read: () => Promise.resolve(),
+    };
+    const client = new RaftClient(target, { attemptTimeoutMs: 20 });
+    await expect(client.propose(put("a", "1"), { timeoutMs: 100 })).rejects.toMatchObject({ code: "TIMEOUT" });
+    const controller = new AbortController();
+    const call = client.propose(put("a", "1"), { timeoutMs: 10_000, signal: controller.signal });
+    setTimeout(() => controller.abort(), 30);
+    await expect(call).rejects.toMatchObject({ code: "ABORTED" });
+    expect(() => new RaftClient(target, { attemptTimeoutMs: 0 })).toThrow(/attemptTimeoutMs/);
+  });
+
+  it("survives a restart from a snapshot: a retried command is still deduplicated", async () => {
+    const network = new MemoryNetwork();
+    const storage = new MemoryStorage();
+    const make = (user: CountingKv) =>
+      new RaftNode<SessionCommand<KvCommand>, SessionResult<KvResult>>({ id: "s", peers: ["s"], stateMachine: new SessionStateMachine(user), storage, transport: network.transport("s"), tickMs: 5, snapshotThreshold: 10, trailingEntries: 0 });
+    const user = new CountingKv();
+    const node = make(user);
+    await node.start();
+    await until(() => node.isLeader);
+    const client = node.client<KvCommand, KvResult>();
+    for (let i = 0; i < 30; i++) await client.propose(put("k", `v${i}`));
+    const session = client.clientId!;
+    await node.snapshot();
+    await node.stop();
+    const user2 = new CountingKv();
+    const again = make(user2);
+    await again.start();
+    await until(() => again.isLeader);
+    // seq 30 was the last one: a late retry of it (with the same ackSeq) is answered from the restored cache.
+    const r = await again.propose({ kind: "command", session, seq: 30, ackSeq: 30, time: Date.now(), cmd: put("k", "v29") });
+    expect(r).toEqual({ kind: "result", result: { ok: true, previous: "v28" }, duplicate: true });
+    expect(user2.applied.has("k=v29")).toBe(false);
+    expect(user2.kv.get("k")).toBe("v29");
+    await again.stop();
+  });
+});
