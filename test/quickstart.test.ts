@@ -31,3 +31,20 @@ describe("a 3-node cluster in memory", () => {
     await Promise.all(cluster.map(({ node }) => node.stop()));
   });
 });
+
+describe("events observe, never steer", () => {
+  it("a listener that throws is logged and the node carries on", async () => {
+    const network = new MemoryNetwork();
+    const logged: string[] = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (m: string) => logged.push(m) };
+    const node = new RaftNode({ id: "a", peers: ["a"], stateMachine: new Register(), storage: new MemoryStorage(), transport: network.transport("a"), tickMs: 5, logger });
+    node.on("apply", () => {
+      throw new Error("a bug in monitoring code");
+    });
+    await node.start();
+    expect(await node.propose({ set: "x" })).toBe(null);
+    expect(await node.propose({ set: "y" })).toBe("x");
+    expect(logged.some((m) => m.includes("listener threw"))).toBe(true);
+    await node.stop();
+  });
+});

@@ -10,8 +10,9 @@ export type RaftRole = "follower" | "pre-candidate" | "candidate" | "leader";
 
 /**
  * The events a {@link RaftNode} emits. Events observe, they never steer: a listener
- * cannot change what the node does. Listeners run synchronously inside the node's loop and
- * must not throw: a throw stops the node, which then emits `error` with it.
+ * cannot change what the node does. Listeners run synchronously inside the node's loop;
+ * one that throws is logged (at `error`, through the node's logger) and otherwise ignored,
+ * so a bug in monitoring code cannot stop a replica.
  * Each fires after the state it reports is durable and, for `apply`, applied.
  *
  * @example

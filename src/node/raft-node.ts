@@ -719,7 +719,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       }
     }
     this.appliedIndex = e.index;
-    this.emit("apply", e.index, e.term, e.type);
+    this.notify("apply", e.index, e.term, e.type);
     this.serveReads(e.index);
   }
 
@@ -740,7 +740,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       waiting.request.pending.reject(new RaftError("TIMEOUT", `entry ${i} arrived inside a snapshot; the proposal's outcome is unknown`));
     }
     this.serveReads(index);
-    this.emit("snapshot", snapshot.meta.index, snapshot.meta.term);
+    this.notify("snapshot", snapshot.meta.index, snapshot.meta.term);
   }
 
   /**
@@ -806,7 +806,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     if (this.state !== "running") return;
     core.compact(snapshot, compactTo);
     this.lastSnapshotIndex = index;
-    this.emit("snapshot", index, snapshot.meta.term);
+    this.notify("snapshot", index, snapshot.meta.term);
     for (const w of waiters) w.resolve(index);
   }
 
@@ -859,20 +859,20 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     const o = this.observed;
     if (core.term !== o.term) {
       o.term = core.term;
-      this.emit("term", core.term);
+      this.notify("term", core.term);
     }
     if (core.role !== o.role) {
       o.role = core.role;
-      this.emit("role", core.role, core.term);
+      this.notify("role", core.role, core.term);
     }
     if (core.leader !== o.leader) {
       o.leader = core.leader;
-      this.emit("leader", core.leader, core.term);
+      this.notify("leader", core.leader, core.term);
       if (core.leader !== null && (this.parkedProposals.length > 0 || this.parkedReads.length > 0)) this.unpark();
     }
     if (core.log.committed !== o.commit) {
       o.commit = core.log.committed;
-      this.emit("commit", o.commit);
+      this.notify("commit", o.commit);
     }
     if (core.config !== o.config) {
       o.config = core.config;
@@ -891,7 +891,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   }
 
   private onConfigChange(config: ClusterConfig): void {
-    this.emit("config", config);
+    this.notify("config", config);
     const addresses = config.addresses;
     if (addresses !== undefined && this.opts.transport.setPeerAddresses) {
       const map = new Map(Object.entries(addresses).filter(([id]) => id !== this.id));
@@ -907,6 +907,18 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     });
   }
 
+  /**
+   * Emits an event. A listener that throws must not take the node down (events observe,
+   * they never steer): the error is logged and the node carries on.
+   */
+  private notify<K extends EventEmitter.EventNames<RaftNodeEvents>>(event: K, ...args: EventEmitter.EventArgs<RaftNodeEvents, K>): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.opts.logger.error("an event listener threw; the node ignores it", { id: this.id, event: String(event), error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
   // ---------------------------------------------------------------- stopping
 
   private fail(err: unknown): void {
@@ -915,7 +927,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     this.opts.logger.error("node stopping after a fatal error", { id: this.id, error: error.message });
     this.state = "stopped";
     this.shutdown(new RaftError("STOPPED", `RaftNode ${this.id} stopped after an error: ${error.message}`, { cause: error }));
-    this.emit("error", error);
+    this.notify("error", error);
     void this.opts.transport.stop().catch(() => {});
     void this.opts.storage.close().catch(() => {});
   }
