@@ -863,10 +863,12 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     }
     if (core.role !== o.role) {
       o.role = core.role;
+      this.opts.logger.info("role changed", { id: this.id, role: core.role, term: core.term });
       this.notify("role", core.role, core.term);
     }
     if (core.leader !== o.leader) {
       o.leader = core.leader;
+      this.opts.logger.debug("leader changed", { id: this.id, leader: core.leader, term: core.term });
       this.notify("leader", core.leader, core.term);
       if (core.leader !== null && (this.parkedProposals.length > 0 || this.parkedReads.length > 0)) this.unpark();
     }
