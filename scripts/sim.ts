@@ -21,8 +21,14 @@ console.log(`simulating seeds ${from}..${from + seeds - 1} on ${nodes} nodes`);
 let passed = 0;
 let failed = 0;
 const started = Date.now();
+const sum = { proposals: 0, resolved: 0, reads: 0, readsServed: 0, leaseReads: 0, leaseReadsServed: 0, snapshots: 0, restores: 0, sessionRuns: 0, sessionsExpired: 0 };
+const linearizability = { valid: 0, invalid: 0, unknown: 0, unchecked: 0 };
 for (let seed = from; seed < from + seeds; seed++) {
   const result = await runSimulation({ seed, nodes, ...(verbose ? { trace: (l: string) => console.log(l) } : {}) });
+  const s = result.stats;
+  for (const key of ["proposals", "resolved", "reads", "readsServed", "leaseReads", "leaseReadsServed", "snapshots", "restores", "sessionsExpired"] as const) sum[key] += s[key];
+  if (result.knobs.sessions) sum.sessionRuns++;
+  linearizability[s.linearizability]++;
   if (result.ok) passed++;
   else {
     failed++;
@@ -30,6 +36,12 @@ for (let seed = from; seed < from + seeds; seed++) {
     console.log(`  replay: npm run sim -- --seeds 1 --from ${seed} --nodes ${nodes} --verbose`);
   }
 }
+console.log(
+  `stats: ${sum.proposals} proposals, ${sum.resolved} resolved; ${sum.reads} reads, ${sum.readsServed} served;` +
+    ` ${sum.leaseReads} lease reads, ${sum.leaseReadsServed} served; ${sum.sessionRuns} session runs, ${sum.sessionsExpired} sessions expired;` +
+    ` linearizability ${linearizability.valid} valid, ${linearizability.invalid} invalid, ${linearizability.unknown} unknown, ${linearizability.unchecked} unchecked;` +
+    ` ${sum.snapshots} snapshots taken, ${sum.restores} restored`,
+);
 console.log(`(${((Date.now() - started) / 1000).toFixed(1)} s)`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

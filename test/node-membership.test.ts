@@ -171,3 +171,19 @@ describe("leadership transfer (dissertation §3.10)", () => {
     await c.stop();
   });
 });
+
+describe("forwarded requests across a leader change", () => {
+  it("a forwarded proposal the old leader never answered settles when the leader changes, not at its deadline", async () => {
+    const c = new Cluster();
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await c.add(id, ids);
+    c.nodes.get("n1")!.campaign();
+    await until(() => c.nodes.get("n1")!.isLeader && c.nodes.get("n2")!.leaderId === "n1");
+    c.network.disconnect("n1", "n2"); // n2 still believes in n1 until its election timeout
+    const started = Date.now();
+    const outcome = c.nodes.get("n2")!.propose({ op: "put", key: "k", value: "v" }, { timeoutMs: 20_000 });
+    await expect(outcome).rejects.toMatchObject({ code: "TIMEOUT", message: expect.stringContaining("leader changed") });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await c.stop();
+  });
+});

@@ -119,4 +119,39 @@ describe("RaftNodes over TcpTransport on loopback", () => {
     proxy.heal();
     await until(() => kvs.get("n3")!.get("c") === "3");
   }, 60_000);
+
+  it("hands over promptly when the leader removes itself (its links stay up until a new leader is known)", async () => {
+    const ids = ["n1", "n2", "n3"];
+    const ports = new Map<string, number>();
+    for (const id of ids) ports.set(id, await freePort());
+    const peers = Object.fromEntries(ids.map((p) => [p, `127.0.0.1:${ports.get(p)}`]));
+    const tickMs = 100; // an election would take at least electionTicks × tickMs = 1 s
+    const nodes = ids.map((id) => new RaftNode<KvCommand, KvResult>({
+      id, peers, stateMachine: new KvStateMachine(), storage: new MemoryStorage(),
+      transport: new TcpTransport({ id, listen: peers[id]!, peers, reconnectMinMs: 10, reconnectMaxMs: 100 }), tickMs,
+    }));
+    for (const n of nodes) {
+      await n.start();
+      cleanups.push(() => n.stop());
+    }
+    nodes[0]!.campaign();
+    await until(() => nodes[0]!.isLeader);
+    await nodes[0]!.propose({ op: "put", key: "a", value: "1" });
+    // Writes keep the leader busy, so that it still has entries to send after the
+    // configuration without it committed, as under real load.
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        await Promise.all(Array.from({ length: 20 }, (_, j) => nodes[0]!.propose({ op: "put", key: `w${i}-${j}`, value: "x" }).catch(() => {})));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    await nodes[0]!.removeMember("n1");
+    await until(() => nodes[1]!.isLeader || nodes[2]!.isLeader, 10_000);
+    const handOverMs = Date.now() - started;
+    writing = false;
+    await writer;
+    expect(handOverMs).toBeLessThan(900);
+  }, 30_000);
 });

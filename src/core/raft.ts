@@ -135,6 +135,8 @@ export class Raft {
 
   /** Ticks since the last election reset (followers, candidates) or check-quorum round (leaders). */
   private electionElapsed = 0;
+  /** Ticks since this node (re)started, counted up to electionTicks. */
+  private ticksSinceStart = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
   private readonly votes = new Map<NodeId, boolean>();
@@ -194,6 +196,7 @@ export class Raft {
 
   /** One logical clock tick. */
   tick(): void {
+    if (this.ticksSinceStart < this.opts.electionTicks) this.ticksSinceStart++;
     if (this.role === "leader") this.tickLeader();
     else this.tickElection();
   }
@@ -330,9 +333,13 @@ export class Raft {
     return { target };
   }
 
-  /** Starts an election now, as if the election timeout had passed (tests, tools). */
+  /**
+   * Starts an election now, skipping pre-vote and overriding the voters' leases, as a
+   * leadership transfer does (tests, tools). It can depose a healthy leader; with lease
+   * reads in use, only a leadership transfer keeps them safe.
+   */
   campaignNow(): void {
-    if (this.role !== "leader") this.startElection(false);
+    if (this.role !== "leader") this.startElection(false, true);
   }
 
   // ---------------------------------------------------------------- Ready / advance
@@ -419,9 +426,15 @@ export class Raft {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
 
-  /** Whether a leader is known and was heard from within the election timeout. */
+  /**
+   * Whether a leader is known and was heard from within the election timeout — or this
+   * node started less than an election timeout ago: a restarted node may have acknowledged
+   * a leader's heartbeat just before it went down, and that leader may be serving lease
+   * reads on the strength of it, so it must not help elect anyone else before the lease
+   * it granted has run out (dissertation §4.2.3, §6.4.1).
+   */
   heardFromLeaderRecently(): boolean {
-    return this.leader !== null && this.electionElapsed < this.opts.electionTicks;
+    return (this.leader !== null && this.electionElapsed < this.opts.electionTicks) || this.ticksSinceStart < this.opts.electionTicks;
   }
 
   /** Whether votes are refused to protect a live leader (check-quorum's lease). */

@@ -133,6 +133,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private observed = { role: "follower" as RaftRole, leader: null as NodeId | null, term: 0, commit: 0, config: null as ClusterConfig | null };
   /** Membership changes waiting to complete: their first entry, and the configuration they lead to. */
   private configWaiters: { index: number; term: number; target: ClusterConfig; entered: boolean; pending: PendingRequest<ClusterConfig> }[] = [];
+  /** The configuration's address book, and members removed from it that stay reachable for now. */
+  private addressBook = new Map<NodeId, string>();
+  private readonly retiredAddresses = new Map<NodeId, string>();
   /** Leadership transfers waiting for the target to lead. */
   private transferWaiters: { target: NodeId; pending: PendingRequest<NodeId> }[] = [];
 
@@ -499,8 +502,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   }
 
   /**
-   * Starts an election now instead of waiting for the election timeout. For tests and
-   * tools; a running cluster elects leaders by itself.
+   * Starts an election now instead of waiting for the election timeout, skipping pre-vote
+   * and overriding the other nodes' leases (as the target of a leadership transfer does).
+   * For tests and tools; a running cluster elects leaders by itself. It can depose a
+   * healthy leader, and a leader serving lease reads may then serve a stale one: use
+   * {@link RaftNode.transferLeadership} on a live cluster.
    */
   campaign(): void {
     if (this.core === null || this.state !== "running") return;
@@ -868,6 +874,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     }
     if (core.leader !== o.leader) {
       o.leader = core.leader;
+      if (core.leader !== null && this.retiredAddresses.size > 0 && isVoter(core.config, core.leader)) {
+        this.retiredAddresses.clear();
+        this.pushAddresses();
+      }
+      this.abandonForwarded();
       this.opts.logger.debug("leader changed", { id: this.id, leader: core.leader, term: core.term });
       this.notify("leader", core.leader, core.term);
       if (core.leader !== null && (this.parkedProposals.length > 0 || this.parkedReads.length > 0)) this.unpark();
@@ -892,12 +903,34 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     }
   }
 
+  /**
+   * The leader changed: forwarded requests that the old leader never answered will not be
+   * answered now. A read is safe to ask again; a proposal's outcome is unknown (the old
+   * leader may have appended it), so it settles at once rather than at its deadline.
+   */
+  private abandonForwarded(): void {
+    for (const [requestId, batch] of this.forwardedProposals) {
+      this.forwardedProposals.delete(requestId);
+      for (const p of batch) p.pending.reject(new RaftError("TIMEOUT", "the leader changed before it answered a forwarded proposal; its outcome is unknown"));
+    }
+    for (const [requestId, batch] of this.readBatches) {
+      this.readBatches.delete(requestId);
+      for (const r of batch) if (!r.pending.settled) this.parkedReads.push(r);
+    }
+  }
+
   private onConfigChange(config: ClusterConfig): void {
     this.notify("config", config);
     const addresses = config.addresses;
-    if (addresses !== undefined && this.opts.transport.setPeerAddresses) {
-      const map = new Map(Object.entries(addresses).filter(([id]) => id !== this.id));
-      this.opts.transport.setPeerAddresses(map);
+    if (addresses !== undefined) {
+      // Members just removed stay reachable until a leader of the new configuration is
+      // known: a removed leader keeps leading until it has handed over, and its last
+      // AppendEntries and TimeoutNow must still get through.
+      const previous = this.addressBook;
+      for (const [id, address] of previous) if (addresses[id] === undefined) this.retiredAddresses.set(id, address);
+      for (const id of Object.keys(addresses)) this.retiredAddresses.delete(id);
+      this.addressBook = new Map(Object.entries(addresses));
+      this.pushAddresses();
     }
     this.configWaiters = this.configWaiters.filter((w) => {
       if (w.pending.settled) return false;
@@ -907,6 +940,14 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       }
       return true;
     });
+  }
+
+  /** Tells the transport where the members (and recently removed members) are. */
+  private pushAddresses(): void {
+    if (!this.opts.transport.setPeerAddresses) return;
+    const map = new Map([...this.retiredAddresses, ...this.addressBook]);
+    map.delete(this.id);
+    this.opts.transport.setPeerAddresses(map);
   }
 
   /**

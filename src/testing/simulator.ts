@@ -3,7 +3,7 @@ import { RaftError, isRaftError } from "../errors.js";
 import { RaftClient, type SessionTarget } from "../node/client.js";
 import type { Raft } from "../core/raft.js";
 import { coreOfNode } from "../node/internal.js";
-import type { RequestOptions } from "../node/proposals.js";
+import type { ReadOptions, RequestOptions } from "../node/proposals.js";
 import { RaftNode } from "../node/raft-node.js";
 import { SessionStateMachine, type SessionCommand, type SessionResult } from "../node/sessions.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
@@ -93,6 +93,32 @@ export interface SimulationKnobs {
   readonly clients: number;
   /** The state machines' session timeout, in log-time milliseconds (when `sessions`). */
   readonly sessionTimeoutMs: number;
+  /**
+   * The fraction of client reads made with `read({ mode: "lease" })` (served from the
+   * leader's lease when it holds one); the others use ReadIndex. Either way every read must
+   * observe every write that completed before it began.
+   */
+  readonly leaseReads: number;
+  /**
+   * The nodes' `maxClockDrift`: the clock drift their lease reads tolerate (see
+   * `RaftNodeOptions.maxClockDrift`).
+   */
+  readonly maxClockDrift: number;
+  /**
+   * How far the nodes' clocks drift: each node's clock runs at a rate drawn once per node
+   * from [1 - clockDrift/2, 1 + clockDrift/2] (local milliseconds per virtual millisecond;
+   * often at an end of that range), so two clocks' rates differ by less than about
+   * `clockDrift`. Drawn below `maxClockDrift`, where lease reads must stay linearizable.
+   * Given at or above `maxClockDrift` (never drawn), the run leaves the allowance that
+   * raftkit promises lease reads for: a lease read may then be stale, and the run fail on it.
+   */
+  readonly clockDrift: number;
+  /**
+   * Whether the default state machine's `snapshot()` returns a promise, resolved a few
+   * virtual milliseconds later with the state captured at the call, so that the node
+   * goes on applying while the bytes are produced. Ignored with `createStateMachine`.
+   */
+  readonly asyncSnapshots: boolean;
 }
 
 /**
@@ -147,6 +173,14 @@ export interface SimulationResult {
     readonly maxTerm: number;
     readonly commitIndex: number;
     readonly network: NetworkStats;
+    /** Reads made with `mode: "lease"` (counted in `reads` too). */
+    readonly leaseReads: number;
+    /** Lease reads that resolved (counted in `readsServed` too). */
+    readonly leaseReadsServed: number;
+    /** Snapshots the nodes' state machines produced (automatic compaction or `snapshot()`). */
+    readonly snapshots: number;
+    /** Snapshots the nodes' state machines restored: from the leader, or from storage on a restart. */
+    readonly restores: number;
     /** Client calls rejected with `SESSION_EXPIRED` (session runs). */
     readonly sessionsExpired: number;
     /** Operations in the recorded history (proposals and reads of the default workload). */
@@ -204,7 +238,17 @@ export function drawKnobs(rng: Prng): SimulationKnobs {
     sessions: rng.chance(0.5),
     clients: rng.pick([1, 3, 8]),
     sessionTimeoutMs: rng.pick([1000, 60_000]),
+    // Drawn after the knobs above, for the same reason.
+    ...drawLeaseAndSnapshotKnobs(rng),
   };
+}
+
+function drawLeaseAndSnapshotKnobs(rng: Prng): Pick<SimulationKnobs, "leaseReads" | "maxClockDrift" | "clockDrift" | "asyncSnapshots"> {
+  const leaseReads = rng.pick([0, 0.5, 1]);
+  const maxClockDrift = rng.pick([0.05, 0.1, 0.25]);
+  // Within the allowance, up to just below it; no drift at all a quarter of the time.
+  const clockDrift = rng.chance(0.25) ? 0 : rng.between(0, 0.99 * maxClockDrift);
+  return { leaseReads, maxClockDrift, clockDrift, asyncSnapshots: rng.chance(0.5) };
 }
 
 /**
@@ -277,9 +321,15 @@ function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** The default workload's state machine: puts into a map of registers, each returning the previous value. */
+/**
+ * The default workload's state machine: puts into a map of registers, each returning the
+ * previous value. With `snapshotDelay`, `snapshot()` captures the state at the call and
+ * returns a promise of its bytes that `snapshotDelay` resolves later (in virtual time, on the
+ * node's clock, so that it never resolves once the node crashed).
+ */
 class RegisterMap implements StateMachine<{ key: string; value: number }, number | null> {
   private values = new Map<string, number>();
+  constructor(private readonly snapshotDelay?: (resolve: () => void) => void) {}
   apply(cmd: { key: string; value: number }): number | null {
     const prev = this.values.get(cmd.key) ?? null;
     this.values.set(cmd.key, cmd.value);
@@ -288,8 +338,11 @@ class RegisterMap implements StateMachine<{ key: string; value: number }, number
   get(key: string): number | null {
     return this.values.get(key) ?? null;
   }
-  snapshot(): Uint8Array {
-    return new TextEncoder().encode(JSON.stringify([...this.values]));
+  snapshot(): Uint8Array | Promise<Uint8Array> {
+    const bytes = new TextEncoder().encode(JSON.stringify([...this.values]));
+    const delay = this.snapshotDelay;
+    if (delay === undefined) return bytes;
+    return new Promise((resolve) => delay(() => resolve(bytes)));
   }
   restore(data: Uint8Array): void {
     this.values = new Map(JSON.parse(new TextDecoder().decode(data)) as [string, number][]);
@@ -332,8 +385,10 @@ function decodeSimSnapshot(data: Uint8Array): { ids: string[]; user: Uint8Array 
 /**
  * Runs a whole cluster of RaftNodes in one process, in virtual time, under a
  * seeded schedule of faults: message loss, delay, reordering and duplication, symmetric
- * and one-way partitions, and crash-restarts (durable storage survives, memory does not,
- * unfinished writes are lost). Clients propose and read throughout.
+ * and one-way partitions, crash-restarts (durable storage survives, memory does not,
+ * unfinished writes are lost), and clocks that drift within the nodes' `maxClockDrift`.
+ * Clients propose and read throughout, some reads from the leader's lease; the default
+ * state machine's snapshots are sometimes produced asynchronously.
  *
  * After every step it checks Raft's safety properties (election safety, log matching,
  * leader completeness, state machine safety, a commit index that never moves back) and that
@@ -354,7 +409,8 @@ function decodeSimSnapshot(data: Uint8Array): { ids: string[]; user: Uint8Array 
  * @param options - The seed, the cluster size, knob overrides, and the state machine and
  * workload to test (a key-value register map by default).
  * @returns The outcome; `ok` is false with `failure` set on the first violation.
- * @throws RangeError when `nodes` is not an integer from 1 to 9.
+ * @throws RangeError when `nodes` is not an integer from 1 to 9, `knobs.clockDrift` is not
+ * in [0, 2), or `knobs.leaseReads` not in [0, 1].
  * @public
  */
 export async function runSimulation<Cmd = { key: string; value: number }, Result = number | null>(
@@ -379,7 +435,26 @@ class Simulation<Cmd, Result> {
   private failure: string | null = null;
   private commandSeq = 0;
   private events = 0;
-  private readonly counts = { proposals: 0, resolved: 0, failed: 0, reads: 0, readsServed: 0, crashes: 0, partitions: 0, sessionsExpired: 0 };
+  private readonly counts = {
+    proposals: 0,
+    resolved: 0,
+    failed: 0,
+    reads: 0,
+    readsServed: 0,
+    leaseReads: 0,
+    leaseReadsServed: 0,
+    snapshots: 0,
+    restores: 0,
+    crashes: 0,
+    partitions: 0,
+    sessionsExpired: 0,
+  };
+  /** Which reads use a lease: a stream of its own, so that the client stream stays as it was. */
+  private readonly leaseRng: Prng;
+  /** Each node's clock rate (local milliseconds per virtual millisecond), fixed for the run. */
+  private readonly clockRates = new Map<NodeId, number>();
+  /** Delays of the default state machine's asynchronous snapshots. */
+  private readonly snapshotRng: Prng;
   /** The client operations of the default workload (null for a custom one, which has no model here). */
   private readonly history: HistoryRecorder<RegisterOp, number | null> | null;
 
@@ -397,9 +472,15 @@ class Simulation<Cmd, Result> {
     this.ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
     this.rng = new Prng(this.seed);
     const drawn = { ...drawKnobs(this.rng.fork()), ...options.knobs };
+    if (options.knobs?.maxClockDrift !== undefined && options.knobs.clockDrift === undefined) {
+      // Keep a drawn drift inside a given allowance, where it was drawn relative to the drawn one.
+      drawn.clockDrift = Math.min(drawn.clockDrift, 0.99 * options.knobs.maxClockDrift);
+    }
     // Membership runs often start smaller than the pool, to grow and shrink.
     const initialVoters = drawn.initialVoters > 0 ? Math.min(drawn.initialVoters, n) : drawn.membership ? 1 + this.rng.int(n) : n;
     this.knobs = { ...drawn, initialVoters };
+    if (!(drawn.clockDrift >= 0 && drawn.clockDrift < 2)) throw new RangeError(`simulation knob 'clockDrift' must be at least 0 and below 2 (got ${drawn.clockDrift})`);
+    if (!(drawn.leaseReads >= 0 && drawn.leaseReads <= 1)) throw new RangeError(`simulation knob 'leaseReads' must be from 0 to 1 (got ${drawn.leaseReads})`);
     this.network = new SimNetwork(this.scheduler, this.rng.fork(), this.knobs.network);
     this.clientRng = this.rng.fork();
     this.faultRng = this.rng.fork();
@@ -409,11 +490,22 @@ class Simulation<Cmd, Result> {
       const sessionRng = new Prng(this.seed ^ 0x5e55_1015);
       for (let i = 0; i < this.knobs.clients; i++) this.clients.push(this.makeClient(`client${i + 1}`, sessionRng.fork()));
     }
+    const leaseAndSnapshotRng = new Prng(this.seed ^ 0x1ea5_e5ad);
+    this.leaseRng = leaseAndSnapshotRng.fork();
+    this.snapshotRng = leaseAndSnapshotRng.fork();
+    const driftRng = leaseAndSnapshotRng.fork();
+    const d = this.knobs.clockDrift;
+    for (const id of this.ids) {
+      // The ends of the range half the time: the fastest and slowest clocks test the bound.
+      const rate = d === 0 ? 1 : driftRng.chance(0.5) ? 1 + (driftRng.chance(0.5) ? d : -d) / 2 : 1 + driftRng.between(-d / 2, d / 2);
+      this.clockRates.set(id, rate);
+    }
   }
 
   async run(): Promise<SimulationResult> {
     const k = this.knobs;
     this.trace(`seed ${this.seed} nodes ${this.ids.length} knobs ${JSON.stringify(k)}`);
+    if (k.clockDrift > 0) this.trace(`clock rates ${this.ids.map((id) => `${id}=${this.clockRates.get(id)!.toFixed(4)}`).join(" ")}`);
     for (const id of this.ids) {
       this.disks.set(id, new SimDisk());
       await this.startNode(id);
@@ -484,9 +576,12 @@ class Simulation<Cmd, Result> {
 
   private async startNode(id: NodeId): Promise<void> {
     const k = this.knobs;
-    const clock = this.scheduler.clock();
+    const clock = this.scheduler.clock(this.clockRates.get(id));
     const storage = new SimStorage(this.disks.get(id)!, this.scheduler, this.rng.fork(), k.storageLatencyMs[0], k.storageLatencyMs[1]);
-    const user = this.options.createStateMachine?.(id) ?? (new RegisterMap() as unknown as StateMachine<Cmd, Result>);
+    const snapshotRng = this.snapshotRng;
+    const snapshotDelay = k.asyncSnapshots ? (resolve: () => void) => void clock.setTimeout(resolve, snapshotRng.between(1, 40)) : undefined;
+    const user = this.options.createStateMachine?.(id) ?? (new RegisterMap(snapshotDelay) as unknown as StateMachine<Cmd, Result>);
+    const counts = this.counts;
     const checker = this.checker;
     const firstApplied = this.history === null ? null : this.firstApplied;
     const now = (): number => this.scheduler.now;
@@ -505,12 +600,26 @@ class Simulation<Cmd, Result> {
     if (user.snapshot && user.restore) {
       const snapshotUser = user.snapshot.bind(user);
       const restoreUser = user.restore.bind(user);
-      stateMachine.snapshot = async () => encodeSimSnapshot(appliedIds, await snapshotUser());
+      // RaftNode's contract: the state is captured at the call, whenever the bytes come.
+      // So the ids are copied now, and the answer is a promise only when the user's is.
+      stateMachine.snapshot = () => {
+        const ids = [...appliedIds];
+        const bytes = snapshotUser();
+        if (!(bytes instanceof Promise)) {
+          counts.snapshots++;
+          return encodeSimSnapshot(ids, bytes);
+        }
+        return bytes.then((b) => {
+          counts.snapshots++;
+          return encodeSimSnapshot(ids, b);
+        });
+      };
       stateMachine.restore = async (data) => {
         const { ids, user: bytes } = decodeSimSnapshot(data);
         await restoreUser(bytes);
         appliedIds = ids;
         checker.onRestore(id, ids);
+        counts.restores++;
       };
     }
     const jitter = this.rng.fork();
@@ -532,6 +641,7 @@ class Simulation<Cmd, Result> {
       snapshotThreshold: k.snapshotThreshold,
       trailingEntries: k.trailingEntries,
       snapshotChunkBytes: k.snapshotChunkBytes,
+      maxClockDrift: k.maxClockDrift,
     }) as SimNode<Cmd, Result>;
     node.on("error", (err) => this.fail(`${id} stopped on an error: ${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ""}`));
     node.on("role", (role, term) => this.trace(`${id} is ${role} in term ${term}`));
@@ -632,31 +742,35 @@ class Simulation<Cmd, Result> {
   private read(): void {
     let inc: Incarnation<Cmd, Result> | null;
     let who: string;
-    let reading: () => Promise<void>;
+    let reading: (options: ReadOptions) => Promise<void>;
     if (this.knobs.sessions) {
       const c = this.clientRng.pick(this.clients);
       inc = this.homeOf(c);
       who = c.name;
-      reading = () => c.client.read(); // served by its home node, `inc`
+      reading = (options) => c.client.read(options); // served by its home node, `inc`
     } else {
       const live = this.liveIds();
       inc = live.length === 0 ? null : this.incarnations.get(this.clientRng.pick(live))!;
       who = inc?.node.id ?? "";
-      reading = () => inc!.node.read();
+      reading = (options) => inc!.node.read(options);
     }
     if (inc === null) return;
     const served = inc;
+    const lease = this.knobs.leaseReads > 0 && this.leaseRng.chance(this.knobs.leaseReads);
+    if (lease) this.counts.leaseReads++;
     // Linearizability of reads: every write that completed before the read began must
     // be visible when it returns.
     const mustSee = this.checker.maxResolvedIndex();
     const key = `k${this.counts.reads % 5}`;
     this.counts.reads++;
     const op = this.history?.invoke(who, { op: "get", key });
-    reading().then(
+    const mode = lease ? "lease" : "read-index";
+    reading({ mode }).then(
       () => {
         this.counts.readsServed++;
+        if (lease) this.counts.leaseReadsServed++;
         const applied = served.node.status().appliedIndex;
-        if (applied < mustSee) this.fail(`stale read on ${served.node.id}: applied ${applied} but a write at ${mustSee} completed before the read began`);
+        if (applied < mustSee) this.fail(`stale ${mode} read on ${served.node.id}: applied ${applied} but a write at ${mustSee} completed before the read began`);
         if (op !== undefined) this.history!.complete(op, (served.user as unknown as RegisterMap).get(key));
       },
       (err: unknown) => {

@@ -34,7 +34,8 @@ describe("pre-vote (dissertation §9.6)", () => {
 
   it("§9.6: a pre-vote changes neither the candidate's nor the voter's term and vote; winning it starts a real election", () => {
     const c = newRaft("c", { peers: ABC, term: 2, options: { preVote: true } });
-    const a = newRaft("a", { peers: ABC, term: 2, options: { preVote: true } });
+    const a = newRaft("a", { peers: ABC, term: 2, options: { preVote: true, random: () => 0.99 } });
+    for (let i = 0; i < 10; i++) a.tick(); // past its first election timeout since starting
     for (let i = 0; i < 10; i++) c.tick();
     expect(c.role).toBe("pre-candidate");
     expect([c.term, c.vote]).toEqual([2, null]);
@@ -93,6 +94,21 @@ describe("pre-vote (dissertation §9.6)", () => {
 });
 
 describe("check-quorum and leases (dissertation §6.2, §4.2.3)", () => {
+  it("§4.2.3, §6.4.1: a node that just (re)started refuses votes for an election timeout, as if it had just heard from a leader", () => {
+    // It may have acknowledged a heartbeat right before going down, and that leader may be
+    // serving lease reads on the strength of it.
+    const b = newRaft("b", { peers: ABC, term: 1, options: { checkQuorum: true, preVote: true, random: () => 0.99 } });
+    const vote = requestVote("c", "b", 2, { lastIndex: 5, lastTerm: 1 });
+    const preVote = requestVote("c", "b", 2, { preVote: true, lastIndex: 5, lastTerm: 1 });
+    b.step(vote);
+    b.step(preVote);
+    expect(ofType(drain(b).messages, "RequestVoteResponse")).toEqual([]);
+    expect(b.term).toBe(1);
+    for (let i = 0; i < 10; i++) b.tick();
+    b.step(preVote);
+    expect(ofType(drain(b).messages, "RequestVoteResponse").map((m) => m.granted)).toEqual([true]);
+  });
+
   it("§6.2: a leader that hears from no majority for an election timeout steps down", () => {
     const net = Network.cluster(ABC, { checkQuorum: true });
     net.elect("a");
