@@ -1,3 +1,5 @@
+import type { Snapshot } from "./messages.js";
+
 /**
  * What the leader knows about one follower's log, and how it paces replication to it
  * (as in etcd's raft: probe until the follower's position is known, then pipeline
@@ -87,6 +89,11 @@ export class Progress {
   /** The next byte the follower expects (acknowledged) and the next byte to send. */
   snapshotOffset = 0;
   snapshotSentOffset = 0;
+  /**
+   * The snapshot being sent. Kept until the transfer completes even when the leader takes
+   * a newer one meanwhile: restarting on every new snapshot could starve a slow follower.
+   */
+  sending: Snapshot | null = null;
   /** The leader's tick when it last sent this follower a snapshot chunk. */
   snapshotSentTick = -Infinity;
   readonly inflights: Inflights;
@@ -109,6 +116,7 @@ export class Progress {
 
   becomeProbe(): void {
     this.state = "probe";
+    this.sending = null;
     this.next = this.match + 1;
     this.probeSent = false;
     this.inflights.reset();
@@ -126,6 +134,7 @@ export class Progress {
 
   becomeReplicate(): void {
     this.state = "replicate";
+    this.sending = null;
     this.next = this.match + 1;
     this.inflights.reset();
   }

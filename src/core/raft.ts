@@ -944,10 +944,11 @@ export class Raft {
    * acknowledged offset; with `resend`, from that offset again (chunks were lost).
    */
   private sendSnapshotChunks(to: NodeId, pr: Progress, resend: boolean): void {
-    const snap = this.snapshot!;
-    if (pr.pendingSnapshot !== snap.meta.index) {
-      // A newer snapshot replaced the one being sent: start over with it.
-      pr.becomeSnapshot(snap.meta.index);
+    let snap = pr.sending;
+    if (snap === null || snap.meta.index !== pr.pendingSnapshot) {
+      snap = this.snapshot!;
+      if (pr.pendingSnapshot !== snap.meta.index) pr.becomeSnapshot(snap.meta.index);
+      pr.sending = snap;
     }
     if (resend) pr.snapshotSentOffset = pr.snapshotOffset;
     const size = snap.data.byteLength;

@@ -44,3 +44,37 @@ describe("InstallSnapshot (§7)", () => {
     expect(ofType(drain(b).messages, "InstallSnapshotResponse")).toMatchObject([{ offset: 2 }]);
   });
 });
+
+describe("sending a snapshot (§7)", () => {
+  it("finishes the transfer in progress even when the leader takes a newer snapshot meanwhile", async () => {
+    const { Network, item } = await import("./harness.js");
+    const net = Network.cluster(ABC, { snapshotChunkBytes: 4 });
+    net.elect("a");
+    const a = net.get("a");
+    net.isolate("c");
+    for (let i = 0; i < 3; i++) a.propose([item()]);
+    net.stabilize();
+    const older = { meta: { index: a.log.committed, term: a.term, config }, data: new Uint8Array(64).fill(1) };
+    a.compact(older, a.log.committed);
+    net.heal();
+    // Chunks go out and are answered one round at a time; after the first round the leader
+    // takes a newer snapshot, which must not restart the transfer to c.
+    net.hold((m) => m.type === "InstallSnapshotResponse");
+    net.tick("a");
+    net.stabilize();
+    expect(ofType(net.sent, "InstallSnapshot", "c").length).toBeGreaterThan(0);
+    a.propose([item()]);
+    net.stabilize();
+    a.compact({ meta: { index: a.log.committed, term: a.term, config }, data: new Uint8Array(64).fill(2) }, a.log.committed);
+    net.heal();
+    net.release();
+    net.stabilize();
+    const sentToC = ofType(net.sent, "InstallSnapshot", "c");
+    const first = sentToC.findIndex((m) => m.meta.index !== older.meta.index);
+    // Every chunk of the older snapshot went out before any of the newer one.
+    const olderChunks = sentToC.filter((m) => m.meta.index === older.meta.index);
+    expect(olderChunks.some((m) => m.done)).toBe(true);
+    if (first >= 0) expect(sentToC.slice(first).every((m) => m.meta.index !== older.meta.index)).toBe(true);
+    expect(net.get("c").log.committed).toBe(a.log.committed);
+  });
+});
