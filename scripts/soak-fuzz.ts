@@ -15,6 +15,7 @@ import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { EntryType, Message, NodeId } from "../src/core/messages.js";
 import { RaftError } from "../src/errors.js";
+import { Prng } from "../src/testing/prng.js";
 import { FrameDecoder, FrameKind, encodeFrame } from "../src/transport/frame.js";
 import { TcpTransport } from "../src/transport/tcp-transport.js";
 import { decodeHandshake, decodeMessage, encodeHandshake, encodeMessage } from "../src/transport/wire-codec.js";
@@ -45,49 +46,13 @@ export interface FuzzReport {
   readonly heapDeltaBytes: number;
 }
 
-// ---- a small seeded PRNG (sfc32), so that one seed replays a whole run ----------------------
+// ---- the simulator's seeded generator, so that one seed replays a whole run ---------------
 
-class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 16; i++) this.next();
-  }
-
-  /** Uniform in [0, 2^32). */
-  next(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.next() / 0x100000000) * n);
-  }
-
-  chance(p: number): boolean {
-    return this.next() / 0x100000000 < p;
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-
+class Rng extends Prng {
+  /** `n` random bytes. */
   bytes(n: number): Uint8Array {
     const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.next() & 0xff;
+    for (let i = 0; i < n; i++) out[i] = this.int(256);
     return out;
   }
 }
