@@ -636,35 +636,25 @@ export class Raft {
         // and overriding the voters' leases.
         if (this.isPromotable()) this.startElection(false, true);
         return;
-      case "Propose":
-        this.refuseProposal(m);
-        return;
-      case "ReadIndex":
-        this.answerRead(m.from, m.requestId, 0);
-        return;
       default:
-        return;
+        this.refuseLeaderWork(m);
     }
   }
 
   private stepCandidate(m: Message): void {
-    switch (m.type) {
-      case "AppendEntries":
-      case "Heartbeat":
-      case "InstallSnapshot":
-        // Someone won this term (Raft §5.2): follow it.
-        this.becomeFollower(this.term, m.from);
-        this.stepFollower(m);
-        return;
-      case "Propose":
-        this.refuseProposal(m);
-        return;
-      case "ReadIndex":
-        this.answerRead(m.from, m.requestId, 0);
-        return;
-      default:
-        return;
+    if (m.type === "AppendEntries" || m.type === "Heartbeat" || m.type === "InstallSnapshot") {
+      // Someone won this term (Raft §5.2): follow it.
+      this.becomeFollower(this.term, m.from);
+      this.stepFollower(m);
+      return;
     }
+    this.refuseLeaderWork(m);
+  }
+
+  /** A node that does not lead refuses what only a leader can do, so the asker can retry elsewhere. */
+  private refuseLeaderWork(m: Message): void {
+    if (m.type === "Propose") this.refuseProposal(m);
+    else if (m.type === "ReadIndex") this.answerRead(m.from, m.requestId, 0);
   }
 
   private handleAppendEntries(m: AppendEntriesMessage): void {
