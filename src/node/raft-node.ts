@@ -635,7 +635,6 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   }
 
   /** Handles Ready after Ready, in the order `Ready` documents, until the core is idle. */
-
   private async runLoop(): Promise<void> {
     if (this.loopRunning) return;
     this.loopRunning = true;
