@@ -25,6 +25,16 @@ class Cluster {
     return node;
   }
 
+  /** n1, n2 and n3 as voters, n1 elected. */
+  static async ofThreeLedByN1(): Promise<Cluster> {
+    const c = new Cluster();
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await c.add(id, ids);
+    c.nodes.get("n1")!.campaign();
+    await until(() => c.nodes.get("n1")!.isLeader);
+    return c;
+  }
+
   leader(): KvNode | undefined {
     return [...this.nodes.values()].find((n) => n.isLeader);
   }
@@ -63,11 +73,7 @@ describe("membership changes (dissertation §4.3)", () => {
   }, 30_000);
 
   it("replaces two voters at once through a joint configuration", async () => {
-    const c = new Cluster();
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await c.add(id, ids);
-    c.nodes.get("n1")!.campaign();
-    await until(() => c.nodes.get("n1")!.isLeader);
+    const c = await Cluster.ofThreeLedByN1();
     await c.add("n4", []);
     await c.add("n5", []);
     const leader = c.nodes.get("n1")!;
@@ -83,11 +89,7 @@ describe("membership changes (dissertation §4.3)", () => {
   });
 
   it("refuses a second change while one is in progress, and invalid changes", async () => {
-    const c = new Cluster();
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await c.add(id, ids);
-    c.nodes.get("n1")!.campaign();
-    await until(() => c.nodes.get("n1")!.isLeader);
+    const c = await Cluster.ofThreeLedByN1();
     const leader = c.nodes.get("n1")!;
     await leader.propose({ op: "put", key: "x", value: "y" });
     const first = leader.changeMembership({ removeVoters: ["n3"] });
@@ -99,11 +101,7 @@ describe("membership changes (dissertation §4.3)", () => {
   });
 
   it("removing the leader hands over promptly to another voter", async () => {
-    const c = new Cluster();
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await c.add(id, ids);
-    c.nodes.get("n1")!.campaign();
-    await until(() => c.nodes.get("n1")!.isLeader);
+    const c = await Cluster.ofThreeLedByN1();
     const old = c.nodes.get("n1")!;
     await old.propose({ op: "put", key: "x", value: "y" });
     await old.removeMember("n1");
@@ -143,11 +141,7 @@ it("a learner that never answered is not promoted, however short the log", async
 
 describe("leadership transfer (dissertation §3.10)", () => {
   it("moves leadership to the chosen voter", async () => {
-    const c = new Cluster();
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await c.add(id, ids);
-    c.nodes.get("n1")!.campaign();
-    await until(() => c.nodes.get("n1")!.isLeader);
+    const c = await Cluster.ofThreeLedByN1();
     const leader = c.nodes.get("n1")!;
     await leader.propose({ op: "put", key: "x", value: "y" });
     expect(await leader.transferLeadership("n3")).toBe("n3");
@@ -157,11 +151,7 @@ describe("leadership transfer (dissertation §3.10)", () => {
   });
 
   it("gives up after an election timeout when the target cannot take over, and the old leader resumes", async () => {
-    const c = new Cluster();
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await c.add(id, ids);
-    c.nodes.get("n1")!.campaign();
-    await until(() => c.nodes.get("n1")!.isLeader);
+    const c = await Cluster.ofThreeLedByN1();
     const leader = c.nodes.get("n1")!;
     await leader.propose({ op: "put", key: "x", value: "y" });
     c.network.disconnect("n1", "n3");
@@ -174,11 +164,8 @@ describe("leadership transfer (dissertation §3.10)", () => {
 
 describe("forwarded requests across a leader change", () => {
   it("a forwarded proposal the old leader never answered settles when the leader changes, not at its deadline", async () => {
-    const c = new Cluster();
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await c.add(id, ids);
-    c.nodes.get("n1")!.campaign();
-    await until(() => c.nodes.get("n1")!.isLeader && c.nodes.get("n2")!.leaderId === "n1");
+    const c = await Cluster.ofThreeLedByN1();
+    await until(() => c.nodes.get("n2")!.leaderId === "n1");
     c.network.disconnect("n1", "n2"); // n2 still believes in n1 until its election timeout
     const started = Date.now();
     const outcome = c.nodes.get("n2")!.propose({ op: "put", key: "k", value: "v" }, { timeoutMs: 20_000 });
