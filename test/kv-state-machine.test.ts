@@ -2,22 +2,17 @@ import { describe, expect, it } from "vitest";
 import type { KvCommand } from "../src/kv/commands.js";
 import { KvStateMachine, defaultKvLimits, validateKvCommand } from "../src/kv/kv-state-machine.js";
 import { RaftError } from "../src/errors.js";
+import { Prng } from "../src/testing/prng.js";
 
 /** Applies commands at consecutive indexes after the machine's last applied one. */
 function applyAll(kv: KvStateMachine, commands: readonly KvCommand[], term = 1) {
   return commands.map((cmd) => kv.apply(cmd, { index: kv.lastApplied.index + 1, term }));
 }
 
+/** Uniform draws in [0, 1) from the simulator's seeded generator. */
 function seeded(seed: number): () => number {
-  // mulberry32: small, fast, good enough to drive test inputs.
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Prng(seed);
+  return () => rng.next();
 }
 
 describe("KvStateMachine: commands", () => {

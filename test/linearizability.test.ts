@@ -12,6 +12,7 @@ import {
 } from "../src/testing/linearizability.js";
 import { KvStateMachine } from "../src/kv/kv-state-machine.js";
 import type { KvCommand } from "../src/kv/commands.js";
+import { Prng } from "../src/testing/prng.js";
 
 type RegOp = Operation<RegisterInput<number>, number | null>;
 const register = registerModel<number>();
@@ -26,16 +27,10 @@ function check(history: History<RegisterInput<number>, number | null>) {
   return checkLinearizable(history, register);
 }
 
+/** Uniform draws in [0, 1) from the simulator's seeded generator. */
 function seeded(seed: number): () => number {
-  // mulberry32: small, fast, good enough to drive test inputs.
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Prng(seed);
+  return () => rng.next();
 }
 
 describe("checkLinearizable: register histories", () => {
