@@ -5,12 +5,12 @@ import { runSimulation } from "../src/testing/index.js";
 // so CI explores new schedules) and is printed; a failure names the seed to replay with
 // `npm run sim -- --seeds 1 --from SEED --nodes N --verbose`.
 const from = Number(process.env.SIM_FROM ?? Math.floor(Math.random() * 1_000_000));
-const blocks: { nodes: number; seeds: number }[] = [
-  { nodes: 3, seeds: Number(process.env.SIM_SEEDS_3 ?? 320) },
-  { nodes: 5, seeds: Number(process.env.SIM_SEEDS_5 ?? 200) },
+const blocks: { nodes: number; seeds: number; from: number }[] = [
+  { nodes: 3, seeds: Number(process.env.SIM_SEEDS_3 ?? 320), from: Number(process.env.SIM_FROM_3 ?? from) },
+  { nodes: 5, seeds: Number(process.env.SIM_SEEDS_5 ?? 200), from: Number(process.env.SIM_FROM_5 ?? from) },
 ];
 
-describe.each(blocks)("simulated $nodes-node clusters under faults", ({ nodes, seeds }) => {
+describe.each(blocks)("simulated $nodes-node clusters under faults", ({ nodes, seeds, from }) => {
   it(`keeps every safety property and recovers on ${seeds} seeds from ${from}`, async () => {
     console.log(`simulation: ${seeds} seeds from ${from} on ${nodes} nodes`);
     const failures: string[] = [];
