@@ -972,8 +972,16 @@ export class Raft {
     this.sendSnapshotChunks(m.from, pr, false);
   }
 
+  /**
+   * Sends every follower the new commit index and as many entries as its window allows.
+   * Filling the window (not one message each) matters when the commit index moved on an
+   * acknowledgement: otherwise a follower with a backlog gets one message per round trip.
+   */
   private broadcastAppend(): void {
-    for (const [id, pr] of this.progress) this.sendAppend(id, pr);
+    for (const [id, pr] of this.progress) {
+      this.sendAppend(id, pr);
+      while (this.sendAppend(id, pr, false)) { /* fill the window */ }
+    }
   }
 
   private broadcastHeartbeat(readRound: number): void {

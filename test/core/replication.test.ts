@@ -111,6 +111,33 @@ describe("replication flow control", () => {
     expect(termsOf(net.get("b"))).toEqual(termsOf(a));
   });
 
+  it("replicate state: a broadcast fills each follower's window, also when an acknowledgement moved the commit index", () => {
+    // Before this rule was kept, a broadcast sent one AppendEntries per follower: with a
+    // backlog and small messages, a follower needed for quorum caught up one message per
+    // round trip (found by simulator seed 100047 on 5 nodes).
+    const net = Network.cluster(ABC, { maxInflight: 4, maxEntriesPerMessage: 1 });
+    net.elect("a");
+    const a = net.get("a");
+    net.hold((m) => m.type === "AppendEntries" && m.entries.length > 0);
+    a.propose(Array.from({ length: 10 }, () => item()));
+    net.stabilize();
+    const carrying = (to: string) => net.held.filter((m) => m.to === to);
+    expect(carrying("b")).toHaveLength(4);
+    expect(carrying("c")).toHaveLength(4);
+    // b acknowledges its first entry: the commit index moves, and b's window is full again.
+    net.heal();
+    net.drop((m) => m.to === "c" || m.from === "c");
+    const first = carrying("b")[0]!;
+    net.held = net.held.filter((m) => m !== first);
+    const b = net.get("b");
+    b.step(first);
+    for (const m of drain(b).messages) a.step(m);
+    expect(a.log.committed).toBe(2);
+    const sentNow = ofType(drain(a).messages, "AppendEntries", "b").filter((m) => m.entries.length > 0);
+    expect(sentNow.map((m) => m.entries[0]!.index)).toEqual([6]);
+    expect(carrying("b").length + sentNow.length).toBe(4);
+  });
+
   it("at most maxEntriesPerMessage entries per AppendEntries", () => {
     const net = Network.cluster(ABC, { maxEntriesPerMessage: 3 });
     net.elect("a");
