@@ -3,8 +3,14 @@
 //     flowing one at a time; the pause is the slowest commit during the snapshot);
 //  2. the time to bring a new follower up to date over TCP on loopback, which needs the
 //     whole snapshot because the leader compacted its log, and the transfer rate.
-// Run: npm run build && npx tsx bench/snapshot.bench.ts [keys]
-import { KvStateMachine, MemoryStorage, RaftNode, TcpTransport, type KvCommand, type KvResult } from "raftkit";
+// Each node stores its log and snapshots in LevelStorage (fsync on) in a temporary
+// directory: snapshots stream from the state machine to a file, from the file to the
+// follower's socket, and from there to the follower's file and state machine.
+// Run: npm run bench:snapshot [-- keys]
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KvStateMachine, LevelStorage, RaftNode, TcpTransport, collectChunks, type KvCommand, type KvResult } from "raftkit";
 
 const KEYS = Number(process.argv[2] ?? 1_000_000);
 const ids = ["n1", "n2", "n3"];
@@ -26,12 +32,13 @@ async function freePorts(n: number): Promise<number[]> {
 }
 
 const ports = await freePorts(3);
+const dir = await mkdtemp(join(tmpdir(), "raftkit-snapshot-bench-"));
 const peers = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
 function makeNode(id: string): { node: RaftNode<KvCommand, KvResult>; kv: KvStateMachine } {
   const kv = new KvStateMachine();
   const transport = new TcpTransport({ id, listen: peers[id]!, peers });
   const node = new RaftNode<KvCommand, KvResult>({
-    id, peers: ids, stateMachine: kv, storage: new MemoryStorage(), transport,
+    id, peers: ids, stateMachine: kv, storage: new LevelStorage({ location: join(dir, id), nodeId: id }), transport,
     tickMs: 50, electionTicks: 20, snapshotThreshold: 0, trailingEntries: 1000, snapshotChunkBytes: 1 << 20, requestTimeoutMs: 60_000,
   });
   return { node, kv };
@@ -83,7 +90,8 @@ await c.node.start();
 const target = a.node.status().commitIndex;
 while (c.node.status().appliedIndex < target) await new Promise((r) => setTimeout(r, 5));
 const catchUpMs = performance.now() - t1;
-const bytes = (await (async () => (await a.kv.snapshot()).byteLength)());
+const bytes = (await collectChunks(a.kv.snapshot())).byteLength;
 console.log(`new follower caught up in ${catchUpMs.toFixed(0)} ms (snapshot installed after ${(installedAt - t1).toFixed(0)} ms); snapshot ${(bytes / 1e6).toFixed(1)} MB => ${(bytes / 1e6 / ((installedAt - t1) / 1000)).toFixed(1)} MB/s`);
 console.log(`keys on the new follower: ${c.kv.size.toLocaleString("en-US")}`);
 await Promise.all([a.node.stop(), b.node.stop(), c.node.stop()]);
+await rm(dir, { recursive: true, force: true });

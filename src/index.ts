@@ -56,7 +56,9 @@ export type { RaftNodeEvents, RaftRole } from "./node/events.js";
 export { systemClock } from "./node/clock.js";
 export type { Clock, TimerHandle } from "./node/clock.js";
 
-export type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "./storage/storage.js";
+export type { RaftStorage, Snapshot, SnapshotData, StorageBatch, StorageCapabilities, StoredState } from "./storage/storage.js";
+export { collectChunks, snapshotBytes, snapshotChunks, snapshotDataOf, snapshotSlice, sourceChunks } from "./snapshot-data.js";
+export type { SnapshotSource } from "./snapshot-data.js";
 export { MemoryStorage } from "./storage/memory-storage.js";
 export { LevelStorage } from "./storage/level-storage.js";
 export type { LevelStorageOptions, LevelStorageStats } from "./storage/level-storage.js";

@@ -1,3 +1,5 @@
+import type { SnapshotData, SnapshotSource } from "./snapshot-data.js";
+
 /**
  * What {@link StateMachine.apply} learns about the entry it applies.
  * @public
@@ -46,17 +48,24 @@ export interface StateMachine<Cmd, Result> {
   /**
    * Serialises the whole state, as it is after the last applied command. Needed for log
    * compaction and for catching up followers that are far behind; without it the log
-   * grows forever. The node applies nothing else until the returned promise settles.
-   * @returns The serialised state; it is stored by the storage adapter and sent to
-   * followers as is.
+   * grows forever.
+   *
+   * The state must be captured at the call: the node goes on applying commands while a
+   * promise or stream is pending, and the bytes must describe the state at the call all
+   * the same (a copy-on-write view or an immutable structure does this cheaply). A large
+   * state should be returned as a stream of chunks (an async iterable): the storage
+   * adapter writes them out as they come, so the state is never serialised into one buffer.
+   * @returns The serialised state (bytes, a promise of them, or a stream of chunks); it is
+   * stored by the storage adapter and sent to followers as is.
    */
-  snapshot?(): Uint8Array | Promise<Uint8Array>;
+  snapshot?(): SnapshotSource | Promise<Uint8Array>;
 
   /**
    * Replaces the whole state with one serialised by {@link StateMachine.snapshot} (on
    * this node or another). Must leave the state unchanged when it throws; a throw stops
-   * the node.
-   * @param data - Bytes that `snapshot()` returned, on this node or another.
+   * the node. The data is read in pieces from storage (`snapshotChunks(data)`), so that a
+   * large state is never in memory twice; `snapshotBytes(data)` reads a small one at once.
+   * @param data - The stored snapshot: the bytes `snapshot()` produced, on this node or another.
    */
-  restore?(data: Uint8Array): void | Promise<void>;
+  restore?(data: SnapshotData): void | Promise<void>;
 }

@@ -1,13 +1,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { ClassicLevel } from "classic-level";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Entry } from "../src/core/messages.js";
-import type { Snapshot } from "../src/storage/storage.js";
+import type { Snapshot, SnapshotMeta } from "../src/core/messages.js";
 import { RaftError } from "../src/errors.js";
+import { snapshotBytes, snapshotDataOf } from "../src/snapshot-data.js";
 import { LevelStorage } from "../src/storage/level-storage.js";
 import { decodeEntry, encodeEntry } from "../src/storage/entry-encoding.js";
 
@@ -200,13 +203,22 @@ describe("LevelStorage corruption", () => {
   });
 });
 
-describe("LevelStorage snapshot files", () => {
-  const snapshot = (index: number, term: number, length: number, fill: number): Snapshot => ({
-    meta: { index, term, config: { voters: ["n1", "n2", "n3"], learners: [], outgoingVoters: [] } },
-    data: new Uint8Array(length).fill(fill),
-  });
-  const snapshotFiles = async (): Promise<string[]> => (await readdir(location)).filter((n) => n.startsWith("snapshot-")).sort();
+const snapshotMeta = (index: number, term: number): SnapshotMeta => ({ index, term, config: { voters: ["n1", "n2", "n3"], learners: [], outgoingVoters: [] } });
 
+/** A snapshot whose data is bytes in memory: a handle LevelStorage did not write, so it copies it. */
+const snapshot = (index: number, term: number, length: number, fill: number): Snapshot => ({
+  meta: snapshotMeta(index, term),
+  data: snapshotDataOf(new Uint8Array(length).fill(fill)),
+});
+
+const snapshotFiles = async (): Promise<string[]> => (await readdir(location)).filter((n) => n.startsWith("snapshot-")).sort();
+
+/** Whether two byte arrays hold the same bytes (without deep-equality over megabytes). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+describe("LevelStorage snapshot files", () => {
   /** A store with entries 1..10 compacted to 5 under a 64 KiB snapshot at 6, closed again. */
   async function compacted(): Promise<Snapshot> {
     const s = storage();
@@ -222,7 +234,7 @@ describe("LevelStorage snapshot files", () => {
     const snap = await compacted();
     const files = await snapshotFiles();
     expect(files).toEqual(["snapshot-0000000000000001.snap"]);
-    expect(Buffer.from(await readFile(join(location, files[0]!))).equals(Buffer.from(snap.data))).toBe(true);
+    expect(sameBytes(await readFile(join(location, files[0]!)), await snapshotBytes(snap.data))).toBe(true);
     let recordBytes = 0;
     await raw(async (db) => {
       recordBytes = (await db.get(Uint8Array.of(0x73)))!.byteLength;
@@ -306,7 +318,7 @@ describe("LevelStorage snapshot files", () => {
     const s = storage();
     const state = await s.load();
     expect(state.snapshot?.meta).toEqual(snap.meta);
-    expect(Buffer.from(state.snapshot!.data).equals(Buffer.from(snap.data))).toBe(true);
+    expect(sameBytes(await snapshotBytes(state.snapshot!.data), await snapshotBytes(snap.data))).toBe(true);
     expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
     // The next snapshot's name is past every leftover seen, never a reuse.
     await s.compact(snapshot(9, 1, 10, 9), 9, 1);
@@ -342,6 +354,9 @@ describe("LevelStorage snapshot files", () => {
     await s.save({ entries: entries(1, 3) });
     const good = snapshot(2, 1, 1, 1);
     await expect(s.compact({ ...good, data: "x" as never }, 1, 1)).rejects.toThrow(TypeError);
+    // Bytes were the old form of snapshot data: refused with a hint, not copied as something else.
+    await expect(s.compact({ ...good, data: new Uint8Array(1) as never }, 1, 1)).rejects.toThrow(/snapshotDataOf/);
+    await expect(s.compact({ ...good, data: { byteLength: -1, read: async () => new Uint8Array(0) } }, 1, 1)).rejects.toThrow(TypeError);
     await expect(s.compact({ ...good, meta: { ...good.meta, index: -1 } }, 1, 1)).rejects.toThrow(RangeError);
     await expect(s.compact({ ...good, meta: { ...good.meta, config: { voters: [7], learners: [], outgoingVoters: [] } as never } }, 1, 1)).rejects.toThrow(TypeError);
     await expect(s.compact(good, 1.5, 1)).rejects.toThrow(RangeError);
@@ -363,6 +378,268 @@ describe("LevelStorage snapshot files", () => {
     await s.close();
     const state = await storage().load();
     expect([state.firstIndex, state.entries.length, state.snapshot?.meta.index]).toEqual([101, 300, 150]);
+  });
+});
+
+describe("LevelStorage writeSnapshot", () => {
+  const CHUNK = 64 * 1024;
+
+  /** `count` chunks of `size` bytes, each filled from its own number, so that order and offsets show. */
+  function chunkBytes(count: number, size = CHUNK): Uint8Array[] {
+    return Array.from({ length: count }, (_, k) => {
+      const chunk = new Uint8Array(size);
+      for (let i = 0; i < size; i++) chunk[i] = (k * 31 + i) & 0xff;
+      return chunk;
+    });
+  }
+
+  function joined(chunks: readonly Uint8Array[]): Uint8Array {
+    return Uint8Array.from(Buffer.concat(chunks));
+  }
+
+  async function* stream(chunks: readonly Uint8Array[]): AsyncGenerator<Uint8Array> {
+    for (const chunk of chunks) yield chunk;
+  }
+
+  /** Open files of this process that are snapshot files under the test's directory (Linux only). */
+  async function openSnapshotDescriptors(): Promise<number> {
+    let count = 0;
+    for (const fd of await readdir("/proc/self/fd")) {
+      const target = await readlink(join("/proc/self/fd", fd)).catch(() => "");
+      if (target.startsWith(location) && target.includes("snapshot-")) count++;
+    }
+    return count;
+  }
+
+  it("streams a multi-chunk source to a file, chunk by chunk, and reads it back exactly", async () => {
+    const s = storage();
+    await s.load();
+    const chunks = chunkBytes(50);
+    const temp = join(location, "snapshot-0000000000000001.snap.tmp");
+    const sizesSeen: number[] = [];
+    async function* paced(): AsyncGenerator<Uint8Array> {
+      for (const chunk of chunks) {
+        // Each chunk is asked for only once the ones before it are in the file.
+        sizesSeen.push((await stat(temp)).size);
+        yield chunk;
+      }
+    }
+    const written = await s.writeSnapshot(snapshotMeta(6, 1), paced());
+    expect(sizesSeen).toEqual(chunks.map((_, k) => k * CHUNK));
+    expect(written.meta).toEqual(snapshotMeta(6, 1));
+    expect(written.data.byteLength).toBe(50 * CHUNK);
+    expect(sameBytes(await snapshotBytes(written.data), joined(chunks))).toBe(true);
+    // Random access, a read running past the end, and reads at the very end.
+    expect(await written.data.read(CHUNK + 3, 5)).toEqual(chunks[1]!.subarray(3, 8));
+    expect(await written.data.read(50 * CHUNK - 2, 100)).toEqual(chunks[49]!.subarray(CHUNK - 2));
+    expect((await written.data.read(50 * CHUNK, 10)).byteLength).toBe(0);
+    await expect(written.data.read(50 * CHUNK + 1, 1)).rejects.toThrow(RangeError);
+    await expect(written.data.read(-1, 1)).rejects.toThrow(RangeError);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+  });
+
+  it("commits the file it wrote without a copy, and a restart finds the snapshot and the log tail", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ hardState: { term: 2, vote: "n1", commit: 18 }, entries: entries(1, 20, 2) });
+    const chunks = chunkBytes(20);
+    const written = await s.writeSnapshot(snapshotMeta(15, 2), stream(chunks));
+    await s.compact(written, 12, 2);
+    // The compaction named the very file writeSnapshot wrote: no second file, no copy.
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+    await s.save({ entries: entries(21, 25, 3), hardState: { term: 3, vote: null, commit: 24 } });
+    await s.close();
+
+    const state = await storage().load();
+    expect(state.snapshot?.meta).toEqual(snapshotMeta(15, 2));
+    expect([state.firstIndex, state.compactedTerm]).toEqual([13, 2]);
+    expect(state.entries.map((e) => [e.index, e.term])).toEqual([
+      ...Array.from({ length: 8 }, (_, k) => [13 + k, 2]),
+      ...Array.from({ length: 5 }, (_, k) => [21 + k, 3]),
+    ]);
+    expect(state.hardState).toEqual({ term: 3, vote: null, commit: 24 });
+    // The loaded snapshot reads its file in pieces, not a buffer held in memory.
+    expect(state.snapshot!.data).not.toBeInstanceOf(Uint8Array);
+    expect(await state.snapshot!.data.read(CHUNK * 7 + 1, 3)).toEqual(chunks[7]!.subarray(1, 4));
+    expect(sameBytes(await snapshotBytes(state.snapshot!.data), joined(chunks))).toBe(true);
+  });
+
+  it("installs a received snapshot through save without a copy", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 5) });
+    const chunks = chunkBytes(3);
+    const received = await s.writeSnapshot(snapshotMeta(40, 4), stream(chunks));
+    await s.save({ snapshot: received, entries: entries(41, 42, 4), hardState: { term: 4, vote: null, commit: 40 } });
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+    await s.close();
+    const state = await storage().load();
+    expect([state.firstIndex, state.compactedTerm, state.entries.map((e) => e.index)]).toEqual([41, 4, [41, 42]]);
+    expect(sameBytes(await snapshotBytes(state.snapshot!.data), joined(chunks))).toBe(true);
+  });
+
+  it("rejects with the stream's own error when the stream throws mid-way, and leaves no file", async () => {
+    const s = storage();
+    await s.load();
+    const abandoned = new Error("leader went away");
+    async function* broken(): AsyncGenerator<Uint8Array> {
+      yield* stream(chunkBytes(5));
+      throw abandoned;
+    }
+    await expect(s.writeSnapshot(snapshotMeta(6, 1), broken())).rejects.toBe(abandoned);
+    expect(await snapshotFiles()).toEqual([]);
+    // A chunk of the wrong type is refused the same way, and the source is told to stop.
+    let stopped = false;
+    async function* wrongType(): AsyncGenerator<Uint8Array> {
+      try {
+        yield new Uint8Array(10);
+        yield "not bytes" as never;
+        yield new Uint8Array(10);
+      } finally {
+        stopped = true;
+      }
+    }
+    await expect(s.writeSnapshot(snapshotMeta(6, 1), wrongType())).rejects.toThrow(TypeError);
+    expect(stopped).toBe(true);
+    expect(await snapshotFiles()).toEqual([]);
+    await expect(s.writeSnapshot(snapshotMeta(-1, 1), stream([]))).rejects.toThrow(RangeError);
+    await expect(s.writeSnapshot(snapshotMeta(6, 1), null as never)).rejects.toThrow(TypeError);
+    expect(await snapshotFiles()).toEqual([]);
+    // Nothing failed on disk: the store goes on working.
+    await s.save({ entries: entries(1, 2) });
+    const empty = await s.writeSnapshot(snapshotMeta(2, 1), stream([]));
+    expect(empty.data.byteLength).toBe(0);
+    await s.compact(empty, 2, 1);
+    await s.close();
+    const state = await storage().load();
+    expect([state.firstIndex, state.snapshot?.data.byteLength]).toEqual([3, 0]);
+  });
+
+  it("keeps a handle readable after a newer snapshot replaced its file, and after close", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 10) });
+    const firstChunks = chunkBytes(4);
+    const first = await s.writeSnapshot(snapshotMeta(4, 1), stream(firstChunks));
+    await s.compact(first, 4, 1);
+    const second = await s.writeSnapshot(snapshotMeta(8, 1), stream(chunkBytes(2, 1000)));
+    await s.compact(second, 8, 1);
+    // The first file is gone from the directory, but its handle holds it open.
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000002.snap"]);
+    expect(sameBytes(await snapshotBytes(first.data), joined(firstChunks))).toBe(true);
+    // Named again once its file is gone, it is copied back in from the handle.
+    await s.save({ snapshot: first });
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000003.snap"]);
+    await s.close();
+    // Handles outlive the store: a transfer still running while the node stops reads on.
+    expect(sameBytes(await snapshotBytes(first.data), joined(firstChunks))).toBe(true);
+    const state = await storage().load();
+    expect(state.snapshot?.meta.index).toBe(4);
+    expect(sameBytes(await snapshotBytes(state.snapshot!.data), joined(firstChunks))).toBe(true);
+  });
+
+  it("keeps a file that a queued step names even when a step ahead of it replaces that file", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 10) });
+    const firstChunks = chunkBytes(3);
+    const first = await s.writeSnapshot(snapshotMeta(4, 1), stream(firstChunks));
+    await s.compact(first, 4, 1);
+    const second = await s.writeSnapshot(snapshotMeta(8, 1), stream(chunkBytes(1)));
+    // Queued together: the compaction retires the first file, then the install names it again.
+    const steps = [s.compact(second, 8, 1), s.save({ snapshot: first, entries: entries(5, 6, 2) })];
+    await Promise.all(steps);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+    await s.close();
+    const state = await storage().load();
+    expect([state.snapshot?.meta.index, state.firstIndex, state.entries.map((e) => e.index)]).toEqual([4, 5, [5, 6]]);
+    expect(sameBytes(await snapshotBytes(state.snapshot!.data), joined(firstChunks))).toBe(true);
+  });
+
+  it("removes a written snapshot that nothing named at the next load", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 10) });
+    const named = await s.writeSnapshot(snapshotMeta(5, 1), stream(chunkBytes(2)));
+    await s.compact(named, 5, 1);
+    const aside = await s.writeSnapshot(snapshotMeta(9, 1), stream(chunkBytes(2)));
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap", "snapshot-0000000000000002.snap"]);
+    await s.close();
+    const state = await s.load();
+    expect(state.snapshot?.meta.index).toBe(5);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+    // A handle from before the restart is not taken for a file of this open: it is copied.
+    await s.compact(aside, 9, 1);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000003.snap"]);
+  });
+
+  it("abandons a write still waiting for chunks when the store closes", async () => {
+    const s = storage();
+    await s.load();
+    let release!: () => void;
+    const never = new Promise<void>((resolve) => (release = resolve));
+    async function* stalled(): AsyncGenerator<Uint8Array> {
+      yield new Uint8Array(CHUNK);
+      await never; // a sender that stopped sending
+      yield new Uint8Array(CHUNK);
+    }
+    const writing = failure(s.writeSnapshot(snapshotMeta(1, 1), stalled()));
+    while ((await snapshotFiles()).length === 0) await new Promise((resolve) => setImmediate(resolve));
+    await s.close();
+    expect((await writing).code).toBe("STOPPED");
+    expect(await snapshotFiles()).toEqual([]);
+    release();
+    expect((await failure(s.writeSnapshot(snapshotMeta(1, 1), stream([])))).code).toBe("STOPPED");
+  });
+
+  it("fails the load with CORRUPT when a byte deep in a streamed snapshot file is flipped", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 3) });
+    const written = await s.writeSnapshot(snapshotMeta(3, 1), stream(chunkBytes(60)));
+    await s.compact(written, 3, 1);
+    await s.close();
+    const path = join(location, "snapshot-0000000000000001.snap");
+    const bytes = await readFile(path);
+    const at = 3 * 1024 * 1024 + 5; // past the first pieces the verification hashes
+    bytes[at] = bytes[at]! ^ 0x80;
+    await writeFile(path, bytes);
+    const err = await failure(storage().load());
+    expect(err.code).toBe("CORRUPT");
+    expect(err.message).toMatch(/SHA-256/);
+    // The failed load removed nothing.
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+  });
+
+  it("fails the compaction with STORAGE when a foreign handle cannot be read, leaving the old snapshot", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 6) });
+    await s.compact(snapshot(2, 1, 100, 1), 2, 1);
+    const unreadable = { byteLength: 10, read: async () => Promise.reject(new Error("gone")) };
+    const err = await failure(s.compact({ meta: snapshotMeta(4, 1), data: unreadable }, 4, 1));
+    expect(err.code).toBe("STORAGE");
+    await s.close();
+    const state = await storage().load();
+    expect([state.snapshot?.meta.index, state.firstIndex]).toEqual([2, 3]);
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000001.snap"]);
+  });
+
+  it.skipIf(process.platform !== "linux")("closes a handle's file descriptor once the handle is garbage collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const s = storage();
+    await s.load();
+    const before = await openSnapshotDescriptors();
+    let written: Snapshot | undefined = await s.writeSnapshot(snapshotMeta(1, 1), stream(chunkBytes(1)));
+    expect(await openSnapshotDescriptors()).toBe(before + 1);
+    expect((await snapshotBytes(written.data)).byteLength).toBe(CHUNK);
+    written = undefined;
+    for (let round = 0; round < 20 && (await openSnapshotDescriptors()) > before; round++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await openSnapshotDescriptors()).toBe(before);
   });
 });
 

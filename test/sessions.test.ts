@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftError, RaftNode, type ApplyMeta, type KvCommand, type KvResult, type StateMachine } from "../src/index.js";
 import { RaftClient, type SessionTarget } from "../src/node/client.js";
 import { SessionStateMachine, type SessionCommand, type SessionResult } from "../src/node/sessions.js";
+import type { SnapshotData } from "../src/core/messages.js";
+import { collectChunks, snapshotChunks, snapshotDataOf } from "../src/snapshot-data.js";
 
 // Exactly-once client sessions (Raft dissertation §6.3).
 
@@ -16,11 +18,11 @@ class CountingKv implements StateMachine<KvCommand, KvResult> {
     this.applied.set(tag, (this.applied.get(tag) ?? 0) + 1);
     return this.kv.apply(cmd, meta);
   }
-  snapshot(): Uint8Array | Promise<Uint8Array> {
+  snapshot(): AsyncIterable<Uint8Array> {
     return this.kv.snapshot();
   }
-  restore(data: Uint8Array): void {
-    this.kv.restore(data);
+  restore(data: SnapshotData): Promise<void> {
+    return this.kv.restore(data);
   }
   /** Every tag applied more than once. */
   twice(): string[] {
@@ -148,6 +150,17 @@ describe("SessionStateMachine", () => {
   });
 });
 
+/** A snapshot's bytes, read through to the end. */
+function bytesOf(sm: { snapshot?: () => AsyncIterable<Uint8Array> }): Promise<Uint8Array> {
+  return collectChunks(sm.snapshot!());
+}
+
+/** A handle on `bytes` whose reads return at most `most` bytes, so that the header is cut across reads. */
+function inPieces(bytes: Uint8Array, most = 7): SnapshotData {
+  const whole = snapshotDataOf(bytes);
+  return { byteLength: whole.byteLength, read: (offset, length) => whole.read(offset, Math.min(length, most)) };
+}
+
 /** A session snapshot's JSON header and the wrapped machine's bytes (see the format in sessions.ts). */
 function splitSnapshot(data: Uint8Array): { header: Record<string, unknown>; user: Uint8Array } {
   const length = new DataView(data.buffer, data.byteOffset).getUint32(4);
@@ -174,15 +187,20 @@ describe("SessionStateMachine snapshots", () => {
     apply(command(1, 1, put("a", "1"), 300));
     apply(command(2, 1, { op: "delete", key: "zz" }, 400));
     apply(command(1, 2, put("a", "2"), 500, 1));
-    return { user, sm };
+    return { user, sm, apply };
+  }
+
+  /** What a failed restore must leave alone. */
+  function stateOf(sm: SessionStateMachine<KvCommand, KvResult>, user: CountingKv) {
+    return { sessions: [1, 2, 6].map((id) => sm.sessionInfo(id)), logTime: sm.logTime, kv: user.kv.list(), applied: user.kv.lastApplied };
   }
 
   it("round-trips the sessions, their cached results and the log time with the wrapped state", async () => {
     const { sm } = populated();
-    const data = await sm.snapshot!();
+    const data = await bytesOf(sm);
     const user2 = new CountingKv();
     const sm2 = new SessionStateMachine(user2, { sessionTimeoutMs: 10_000 });
-    await sm2.restore!(data);
+    await sm2.restore!(snapshotDataOf(data));
     expect(sm2.logTime).toBe(500);
     expect([1, 2].map((id) => sm2.sessionInfo(id))).toEqual([1, 2].map((id) => sm.sessionInfo(id)));
     expect(user2.kv.get("a")).toBe("2");
@@ -192,7 +210,74 @@ describe("SessionStateMachine snapshots", () => {
     expect(user2.applied.size).toBe(0);
     // The same state gives the same bytes: snapshots are deterministic.
     const { sm: again } = populated();
-    expect(await again.snapshot!()).toEqual(data);
+    expect(await bytesOf(again)).toEqual(data);
+  });
+
+  it("streams the header as one chunk, then the wrapped machine's chunks as they are", async () => {
+    const { sm, user } = populated();
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of sm.snapshot!()) chunks.push(chunk);
+    const header = splitSnapshot(chunks[0]!);
+    expect(header.user.byteLength).toBe(0);
+    expect(header.header).toMatchObject({ version: 1, logTimeMs: 500 });
+    expect(await collectChunks((async function* () { yield* chunks.slice(1); })())).toEqual(await collectChunks(user.kv.snapshot()));
+  });
+
+  it("restores from reads of at most 7 bytes", async () => {
+    const { sm, user } = populated();
+    const data = await bytesOf(sm);
+    const user2 = new CountingKv();
+    const sm2 = new SessionStateMachine(user2, { sessionTimeoutMs: 10_000 });
+    await sm2.restore!(inPieces(data));
+    expect(stateOf(sm2, user2)).toEqual(stateOf(sm, user));
+  });
+
+  it("captures the sessions and the wrapped state at the call, not when the stream is read", async () => {
+    const { sm, user, apply } = populated();
+    const atCall = stateOf(sm, user);
+    const stream = sm.snapshot!();
+    apply({ kind: "register", time: 900 }); // 6
+    apply(command(1, 3, put("b", "late"), 950, 3));
+    const user2 = new CountingKv();
+    const sm2 = new SessionStateMachine(user2, { sessionTimeoutMs: 10_000 });
+    await sm2.restore!(snapshotDataOf(await collectChunks(stream)));
+    expect(stateOf(sm2, user2)).toEqual(atCall);
+    expect(sm.sessionInfo(6)).toBeDefined();
+  });
+
+  it("abandoning the stream abandons the wrapped machine's, which then takes snapshots again", async () => {
+    const { sm, user } = populated();
+    const refused = expect.objectContaining({ code: "INVALID_STATE" });
+    // After the header, before the wrapped machine's part started.
+    for await (const _ of sm.snapshot!()) break;
+    // Before anything was read.
+    const unread = sm.snapshot!();
+    expect(() => sm.snapshot!()).toThrow(refused); // KvStateMachine's guard, held for `unread`
+    await unread[Symbol.asyncIterator]().return?.();
+    // Part-way through the wrapped machine's chunks.
+    let n = 0;
+    for await (const _ of sm.snapshot!()) if (++n === 2) break;
+    await expect(collectChunks(user.kv.snapshot())).resolves.toBeInstanceOf(Uint8Array);
+    await expect(bytesOf(sm)).resolves.toBeInstanceOf(Uint8Array);
+  });
+
+  it("streams a wrapped machine that returns bytes, or a promise of them", async () => {
+    for (const snapshot of [() => new Uint8Array([1, 2, 3]), async () => new Uint8Array([1, 2, 3])]) {
+      let restored: Uint8Array | null = null;
+      const inner: StateMachine<null, null> = {
+        apply: () => null,
+        snapshot,
+        restore: async (data) => {
+          restored = await collectChunks(snapshotChunks(data));
+        },
+      };
+      const sm = new SessionStateMachine(inner);
+      sm.apply({ kind: "register", time: 7 }, { index: 1, term: 1 });
+      const sm2 = new SessionStateMachine(inner);
+      await sm2.restore!(snapshotDataOf(await bytesOf(sm)));
+      expect(restored).toEqual(new Uint8Array([1, 2, 3]));
+      expect(sm2.sessionInfo(1)).toEqual(sm.sessionInfo(1));
+    }
   });
 
   it("keeps cached results that are undefined", async () => {
@@ -201,7 +286,7 @@ describe("SessionStateMachine snapshots", () => {
     sm.apply({ kind: "register", time: 0 }, { index: 1, term: 1 });
     sm.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: null }, { index: 2, term: 1 });
     const sm2 = new SessionStateMachine<null, undefined>(inner);
-    await sm2.restore!(await sm.snapshot!());
+    await sm2.restore!(snapshotDataOf(await bytesOf(sm)));
     expect(sm2.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: null }, { index: 3, term: 1 })).toEqual({
       kind: "result",
       result: undefined,
@@ -215,44 +300,68 @@ describe("SessionStateMachine snapshots", () => {
     const sm = new SessionStateMachine(inner, { resultCodec: codec });
     sm.apply({ kind: "register", time: 0 }, { index: 1, term: 1 });
     sm.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: 2n ** 70n }, { index: 2, term: 1 });
-    const data = await sm.snapshot!();
+    const data = await bytesOf(sm);
     const sm2 = new SessionStateMachine(inner, { resultCodec: codec });
-    await sm2.restore!(data);
+    await sm2.restore!(snapshotDataOf(data));
     expect(sm2.apply({ kind: "command", session: 1, seq: 1, ackSeq: 1, time: 0, cmd: 0n }, { index: 3, term: 1 })).toEqual({ kind: "result", result: 2n ** 71n, duplicate: true });
     // A result that is not base64 is corrupt.
     const { header, user } = splitSnapshot(data);
     const bad = { ...header, sessions: [[1, 0, 1, 1, [[1, "!!"]]]] };
-    await expect(sm2.restore!(joinSnapshot(bad, user))).rejects.toMatchObject({ code: "CORRUPT" });
+    await expect(sm2.restore!(snapshotDataOf(joinSnapshot(bad, user)))).rejects.toMatchObject({ code: "CORRUPT" });
   });
 
-  it("refuses a corrupt snapshot with CORRUPT and keeps its old state", async () => {
+  it("refuses a corrupt snapshot with CORRUPT and keeps its old state, sessions and wrapped state alike", async () => {
     const { sm, user } = populated();
-    const good = await sm.snapshot!();
+    const good = await bytesOf(sm);
     const { header: validHeader, user: userBytes } = splitSnapshot(good);
     const withHeader = (header: unknown, user = userBytes): Uint8Array => joinSnapshot(header, user);
+    const headerEnd = good.byteLength - userBytes.byteLength;
     const corrupt: [string, Uint8Array][] = [
       ["empty", new Uint8Array(0)],
+      ["shorter than the framing", good.subarray(0, 7)],
       ["bad magic", new Uint8Array([1, 2, 3, 4, 0, 0, 0, 0])],
-      ["truncated", good.subarray(0, 20)],
+      ["header length past the end", good.subarray(0, 20)],
+      ["header cut one byte short", good.subarray(0, headerEnd - 1)],
       ["garbage header", withHeader("x").map((b, i) => (i === 9 ? 0xff : b))],
+      ["header that is not JSON", joinSnapshot("x", userBytes).map((b, i) => (i === 8 ? 0x7b : b))],
       ["future version", withHeader({ ...validHeader, version: 2 })],
       ["sessions not an array", withHeader({ ...validHeader, sessions: 7 })],
       ["malformed session", withHeader({ ...validHeader, sessions: [[1, 2, 3]] })],
       ["cached result below ackSeq", withHeader({ ...validHeader, sessions: [[1, 0, 5, 5, [[1, null]]]] })],
       ["malformed cached result", withHeader({ ...validHeader, sessions: [[1, 0, 0, 1, [[1, null, 3]]]] })],
       ["sessions out of activity order", withHeader({ ...validHeader, sessions: [[1, 9, 0, 0, []], [2, 5, 0, 0, []]] })],
+      // The wrapped machine's part is KvStateMachine's: it refuses it, and the sessions stay too.
       ["corrupt user state", withHeader(validHeader, new TextEncoder().encode("{not json"))],
+      ["no user state", good.subarray(0, headerEnd)],
+      ["truncated user state", good.subarray(0, good.byteLength - 3)],
     ];
-    const before = { sessions: [1, 2].map((id) => sm.sessionInfo(id)), logTime: sm.logTime, kv: user.kv.list() };
-    for (const [name, data] of corrupt) {
-      const err = await sm.restore!(data).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      expect(err, name).toBeInstanceOf(RaftError);
-      expect((err as RaftError).code, name).toBe("CORRUPT");
-      expect({ sessions: [1, 2].map((id) => sm.sessionInfo(id)), logTime: sm.logTime, kv: user.kv.list() }, name).toEqual(before);
+    const before = stateOf(sm, user);
+    for (const read of [snapshotDataOf, inPieces]) {
+      for (const [name, data] of corrupt) {
+        const err = await sm.restore!(read(data)).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err, name).toBeInstanceOf(RaftError);
+        expect((err as RaftError).code, name).toBe("CORRUPT");
+        expect(stateOf(sm, user), name).toEqual(before);
+      }
     }
+    await expect(sm.restore!(good as unknown as SnapshotData)).rejects.toThrow(/snapshotDataOf/);
+  });
+
+  it("keeps its sessions when the wrapped machine's restore fails, whatever the error", async () => {
+    const { sm } = populated();
+    const data = snapshotDataOf(await bytesOf(sm));
+    const failing = new CountingKv();
+    failing.restore = () => Promise.reject(new Error("disk on fire"));
+    const target = new SessionStateMachine(failing, { sessionTimeoutMs: 10_000 });
+    const apply = feeder(target);
+    apply({ kind: "register", time: 50 });
+    apply(command(1, 1, put("mine", "1"), 60));
+    const before = stateOf(target, failing);
+    await expect(target.restore!(data)).rejects.toThrow("disk on fire");
+    expect(stateOf(target, failing)).toEqual(before);
   });
 });
 

@@ -6,8 +6,11 @@ import http from "node:http";
 import { join } from "node:path";
 import {
   RaftError,
+  collectChunks,
   decodeMessage,
   encodeMessage,
+  snapshotBytes,
+  snapshotDataOf,
   type Entry,
   type HardState,
   type Message,
@@ -15,6 +18,7 @@ import {
   type NodeId,
   type RaftStorage,
   type Snapshot,
+  type SnapshotMeta,
   type StorageBatch,
   type StorageCapabilities,
   type StoredState,
@@ -29,7 +33,13 @@ interface Image {
   firstIndex: number;
   compactedTerm: number;
   entries: Entry[];
-  snapshot: Snapshot | null;
+  /** The snapshot's bytes live in the JSON file too: fine for a small state only. */
+  snapshot: StoredSnapshot | null;
+}
+
+interface StoredSnapshot {
+  meta: SnapshotMeta;
+  bytes: Uint8Array;
 }
 
 const emptyImage = (): Image => ({ hardState: { term: 0, vote: null, commit: 0 }, firstIndex: 1, compactedTerm: 0, entries: [], snapshot: null });
@@ -59,17 +69,24 @@ export class JsonFileStorage implements RaftStorage {
     }
     this.isOpen = true;
     const { hardState, firstIndex, compactedTerm, entries, snapshot } = this.image;
-    return { hardState, firstIndex, compactedTerm, entries: [...entries], snapshot };
+    return { hardState, firstIndex, compactedTerm, entries: [...entries], snapshot: snapshot && { meta: snapshot.meta, data: snapshotDataOf(snapshot.bytes) } };
+  }
+
+  /** Collects the bytes; they become durable with the compact or save that names them. */
+  async writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    if (!this.isOpen) throw new RaftError("STOPPED", "JsonFileStorage is closed");
+    return { meta, data: snapshotDataOf(await collectChunks(chunks)) };
   }
 
   save(batch: StorageBatch): Promise<void> {
-    return this.write((image) => {
-      if (batch.snapshot) {
+    return this.write(async (image) => {
+      const installed = batch.snapshot && { meta: batch.snapshot.meta, bytes: await snapshotBytes(batch.snapshot.data) };
+      if (installed) {
         // An installed snapshot replaces the whole log; the batch's entries follow it.
-        image.snapshot = batch.snapshot;
+        image.snapshot = installed;
         image.entries = [];
-        image.firstIndex = batch.snapshot.meta.index + 1;
-        image.compactedTerm = batch.snapshot.meta.term;
+        image.firstIndex = installed.meta.index + 1;
+        image.compactedTerm = installed.meta.term;
       }
       const entries = batch.entries ?? [];
       if (entries.length > 0) {
@@ -86,12 +103,12 @@ export class JsonFileStorage implements RaftStorage {
   }
 
   compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {
-    return this.write((image) => {
+    return this.write(async (image) => {
       const last = image.firstIndex + image.entries.length - 1;
       if (compactTo > snapshot.meta.index) throw new RaftError("STORAGE", "compactTo is past the snapshot");
       if (snapshot.meta.index > last) throw new RaftError("STORAGE", "the snapshot is past the last entry");
       if (snapshot.meta.index < image.firstIndex - 1) throw new RaftError("STORAGE", "the snapshot is older than the compacted log");
-      image.snapshot = snapshot;
+      image.snapshot = { meta: snapshot.meta, bytes: await snapshotBytes(snapshot.data) };
       if (compactTo >= image.firstIndex) {
         image.entries = image.entries.slice(compactTo - image.firstIndex + 1);
         image.firstIndex = compactTo + 1;
@@ -109,11 +126,11 @@ export class JsonFileStorage implements RaftStorage {
    * Applies `change` to a copy of the image and makes the copy durable. A change that
    * throws (a refused batch) writes nothing. Rejects with STOPPED once closed.
    */
-  private write(change: (image: Image) => void): Promise<void> {
+  private write(change: (image: Image) => void | Promise<void>): Promise<void> {
     if (!this.isOpen) return Promise.reject(new RaftError("STOPPED", "JsonFileStorage is closed"));
     const done = this.queue.then(async () => {
       const next: Image = { ...this.image, entries: [...this.image.entries] };
-      change(next);
+      await change(next);
       await this.persist(next);
       this.image = next;
     });
@@ -147,19 +164,19 @@ function toJson(image: Image): string {
   return JSON.stringify({
     ...image,
     entries: image.entries.map((e) => ({ ...e, data: b64(e.data) })),
-    snapshot: image.snapshot && { meta: image.snapshot.meta, data: b64(image.snapshot.data) },
+    snapshot: image.snapshot && { meta: image.snapshot.meta, data: b64(image.snapshot.bytes) },
   });
 }
 
 function fromJson(text: string): Image {
   const raw = JSON.parse(text) as Omit<Image, "entries" | "snapshot"> & {
     entries: (Omit<Entry, "data"> & { data: string })[];
-    snapshot: { meta: Snapshot["meta"]; data: string } | null;
+    snapshot: { meta: SnapshotMeta; data: string } | null;
   };
   return {
     ...raw,
     entries: raw.entries.map((e) => ({ ...e, data: unb64(e.data) })),
-    snapshot: raw.snapshot && { meta: raw.snapshot.meta, data: unb64(raw.snapshot.data) },
+    snapshot: raw.snapshot && { meta: raw.snapshot.meta, bytes: unb64(raw.snapshot.data) },
   };
 }
 

@@ -8,8 +8,10 @@ import {
   TcpTransport,
   consoleLogger,
   isRaftError,
+  snapshotBytes,
   type ApplyMeta,
   type NodeId,
+  type SnapshotData,
   type StateMachine,
 } from "raftkit";
 
@@ -56,8 +58,10 @@ export class Ledger implements StateMachine<LedgerCommand, LedgerResult> {
     return new TextEncoder().encode(JSON.stringify(sorted));
   }
 
-  restore(data: Uint8Array): void {
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(data));
+  // The stored snapshot is read from storage: whole here (a small state); a large one
+  // would stream it with snapshotChunks(data) and return its chunks from snapshot().
+  async restore(data: SnapshotData): Promise<void> {
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(await snapshotBytes(data)));
     if (!Array.isArray(parsed)) throw new TypeError("not a ledger snapshot"); // state left unchanged
     this.balances = new Map(parsed as [string, number][]);
   }

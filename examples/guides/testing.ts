@@ -1,7 +1,7 @@
 // The example of docs/testing.md: testing your own state machine under faults with the
 // simulator, and checking a real cluster's history for linearizability.
 // Run it with `npm run build && node dist/examples/guides/testing.js`.
-import { MemoryNetwork, MemoryStorage, RaftNode, type ApplyMeta, type NodeId, type StateMachine } from "raftkit";
+import { MemoryNetwork, MemoryStorage, RaftNode, snapshotBytes, type ApplyMeta, type NodeId, type SnapshotData, type StateMachine } from "raftkit";
 import { HistoryRecorder, Prng, checkLinearizable, runSimulation, type Model } from "raftkit/testing";
 
 // ---------------------------------------------------------------- the state machine under test
@@ -25,8 +25,9 @@ export class Counter implements StateMachine<CounterCommand, number> {
     return new TextEncoder().encode(JSON.stringify({ value: this.value, lastIndex: this.lastIndex }));
   }
 
-  restore(data: Uint8Array): void {
-    const { value, lastIndex } = JSON.parse(new TextDecoder().decode(data)) as { value: number; lastIndex: number };
+  // A small state: read it whole. A large one would stream it with snapshotChunks(data).
+  async restore(data: SnapshotData): Promise<void> {
+    const { value, lastIndex } = JSON.parse(new TextDecoder().decode(await snapshotBytes(data))) as { value: number; lastIndex: number };
     this.value = value;
     this.lastIndex = lastIndex;
   }

@@ -4,7 +4,7 @@
 // apply() returned, and apply() is the one place that knows the entry's index for sure
 // (an "apply" event listener would have to match events to proposals by guessing), so
 // the index rides along in the result.
-import type { ApplyMeta, KvCommand, KvResult, KvStateMachine, StateMachine } from "raftkit";
+import type { ApplyMeta, KvCommand, KvResult, KvStateMachine, SnapshotData, StateMachine } from "raftkit";
 
 export interface IndexedKvResult extends KvResult {
   /** The log index of the entry that carried the command. */
@@ -18,12 +18,13 @@ export class IndexedKvStateMachine implements StateMachine<KvCommand, IndexedKvR
     return { ...this.kv.apply(command, meta), index: meta.index };
   }
 
-  // Forwarded so that the wrapper keeps working once RaftNode takes snapshots.
-  snapshot(): Uint8Array | Promise<Uint8Array> {
+  // Forwarded so that the wrapper keeps working once RaftNode takes snapshots. The stream
+  // is handed through untouched: KvStateMachine captures its state at this call.
+  snapshot(): AsyncIterable<Uint8Array> {
     return this.kv.snapshot();
   }
 
-  restore(data: Uint8Array): void {
-    this.kv.restore(data);
+  restore(data: SnapshotData): Promise<void> {
+    return this.kv.restore(data);
   }
 }

@@ -2,7 +2,7 @@
 // they observe what RaftNode does through the public adapter interfaces (for /metrics),
 // and the transport one also lets --join accept the cluster's members before this node
 // has a configuration of its own.
-import type { Message, MessageHandler, NodeId, RaftStorage, Snapshot, StorageBatch, StoredState, TcpTransport, Transport } from "raftkit";
+import type { Message, MessageHandler, NodeId, RaftStorage, Snapshot, SnapshotMeta, StorageBatch, StoredState, TcpTransport, Transport } from "raftkit";
 
 /** Called with how long one durable write took, in seconds. */
 export type DurationSink = (seconds: number) => void;
@@ -35,6 +35,10 @@ export class TimedStorage implements RaftStorage {
     } finally {
       this.onSave((performance.now() - start) / 1000);
     }
+  }
+
+  writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    return this.inner.writeSnapshot(meta, chunks);
   }
 
   async compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {

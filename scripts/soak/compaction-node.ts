@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { KvStateMachine, LevelStorage, RaftNode, TcpTransport, isRaftError } from "raftkit";
-import type { ApplyMeta, KvCommand, KvResult, RaftStorage, Snapshot, StateMachine, StorageBatch, StoredState } from "raftkit";
+import type { ApplyMeta, KvCommand, KvResult, RaftStorage, Snapshot, SnapshotData, SnapshotMeta, StateMachine, StorageBatch, StoredState } from "raftkit";
 
 /** What the soak passes as the one argument. */
 export interface CompactionNodeConfig {
@@ -129,6 +129,10 @@ class MeteredStorage implements RaftStorage {
     this.observe();
   }
 
+  writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    return this.inner.writeSnapshot(meta, chunks);
+  }
+
   async compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> {
     await this.inner.compact(snapshot, compactTo, compactToTerm);
     this.compactions++;
@@ -155,16 +159,25 @@ class MeasuredKv implements StateMachine<KvCommand, KvResult> {
     return this.kv.apply(command, meta);
   }
 
-  async snapshot(): Promise<Uint8Array> {
+  /** The KV snapshot's chunks, passed through; timed from the call to the last chunk. */
+  snapshot(): AsyncIterable<Uint8Array> {
     const started = performance.now();
-    const data = await this.kv.snapshot();
-    this.maxSnapshotMs = Math.max(this.maxSnapshotMs, performance.now() - started);
-    this.snapshotBytes = data.byteLength;
-    return data;
+    // Captured now, at the call (the contract); the chunks stream later.
+    const chunks = this.kv.snapshot();
+    const measure = async function* (this: MeasuredKv): AsyncGenerator<Uint8Array, void, undefined> {
+      let bytes = 0;
+      for await (const chunk of chunks) {
+        bytes += chunk.byteLength;
+        yield chunk;
+      }
+      this.maxSnapshotMs = Math.max(this.maxSnapshotMs, performance.now() - started);
+      this.snapshotBytes = bytes;
+    };
+    return measure.call(this);
   }
 
-  restore(data: Uint8Array): void {
-    this.kv.restore(data);
+  restore(data: SnapshotData): Promise<void> {
+    return this.kv.restore(data);
   }
 }
 

@@ -89,8 +89,27 @@ export interface SnapshotMeta {
 export interface Snapshot {
   /** The last index and term the snapshot includes, and the configuration then. */
   readonly meta: SnapshotMeta;
-  /** The state machine's own serialisation (`StateMachine.snapshot()`). */
-  readonly data: Uint8Array;
+  /** The state machine's own serialisation (`StateMachine.snapshot()`), as stored. */
+  readonly data: SnapshotData;
+}
+
+/**
+ * A stored snapshot's bytes, read in pieces: a state of hundreds of megabytes is never
+ * held in memory to be sent or restored. Storage adapters hand these out; a handle stays
+ * readable while anyone holds it, even after a newer snapshot replaced it in storage (a
+ * leader may still be sending it). `snapshotBytes` and `snapshotChunks` read one whole.
+ * @public
+ */
+export interface SnapshotData {
+  /** The snapshot's length in bytes. */
+  readonly byteLength: number;
+  /**
+   * Reads `length` bytes from `offset` (fewer only at the end).
+   * @param offset - Where to start, 0 ≤ offset ≤ byteLength.
+   * @param length - How many bytes to read at most.
+   * @returns The bytes; the caller may keep them, the handle does not reuse them.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
 }
 
 /**

@@ -29,10 +29,11 @@ import type {
   RequestVoteMessage,
   RequestVoteResponseMessage,
   Snapshot,
+  SnapshotMeta,
 } from "./messages.js";
 import { Progress } from "./progress.js";
 import { ReadIndexQueue } from "./read-only.js";
-import type { ProposalOutcome, ReadState, Ready } from "./ready.js";
+import type { IncomingSnapshotChunk, OutgoingSnapshotChunk, ProposalOutcome, ReadState, Ready } from "./ready.js";
 
 /**
  * A node's role. `pre-candidate` is the pre-vote phase (Raft dissertation §9.6): the node
@@ -148,12 +149,20 @@ export class Raft {
   private broadcastPending = false;
   private readonly reads = new ReadIndexQueue();
   private readonly forwarded = new Map<NodeId, { seen: Set<number>; order: number[] }>();
-  /** The latest snapshot, sent to followers that need compacted entries. */
+  /**
+   * The latest stored snapshot, sent to followers that need compacted entries. Right after
+   * an install it lags the log until the driver hands over the stored copy
+   * ({@link Raft.snapshotInstalled}); meanwhile no snapshot is sent.
+   */
   snapshot: Snapshot | null;
-  /** A snapshot arriving in chunks from the leader. */
-  private incoming: { term: number; meta: Snapshot["meta"]; chunks: Uint8Array[]; received: number } | null = null;
-  /** A snapshot fully received, to hand to the driver in the next Ready. */
-  private pendingInstall: Snapshot | null = null;
+  /** A snapshot arriving in chunks from the leader: what it covers, in which term, how much came. */
+  private incoming: { term: number; meta: SnapshotMeta; received: number } | null = null;
+  /** Chunks received, for the driver to write in the next Ready. */
+  private snapshotIn: IncomingSnapshotChunk[] = [];
+  /** Chunks to read and send, for the driver in the next Ready. */
+  private snapshotOut: OutgoingSnapshotChunk[] = [];
+  /** A snapshot fully received, for the driver to install in the next Ready. */
+  private pendingInstall: SnapshotMeta | null = null;
   /**
    * The index of the last configuration entry in the log. A leader accepts a new change
    * only once this one is applied (one change at a time), and leaves a joint
@@ -350,6 +359,8 @@ export class Raft {
       this.broadcastPending ||
       this.reads.flushPending ||
       this.pendingInstall !== null ||
+      this.snapshotIn.length > 0 ||
+      this.snapshotOut.length > 0 ||
       this.needsLeaveJoint() ||
       this.messages.length > 0 ||
       this.readStates.length > 0 ||
@@ -373,6 +384,8 @@ export class Raft {
     for (const m of this.messages) (SENT_BEFORE_PERSIST.has(m.type) ? earlyMessages : messages).push(m);
     const rd: Ready = {
       snapshot: this.pendingInstall,
+      snapshotIn: this.snapshotIn,
+      snapshotOut: this.snapshotOut,
       mustSync: entries.length > 0 || this.pendingInstall !== null || hs.term !== p.term || hs.vote !== p.vote,
       hardState: sameHardState(hs, p) ? null : hs,
       entries,
@@ -386,6 +399,8 @@ export class Raft {
     this.readStates = [];
     this.proposalOutcomes = [];
     this.pendingInstall = null;
+    this.snapshotIn = [];
+    this.snapshotOut = [];
     // Handing entries out for applying counts as applying them: the driver applies every
     // entry of a Ready before it asks for the next. A configuration takes effect here,
     // once committed, as in etcd (safe because only one change is in flight at a time).
@@ -418,6 +433,16 @@ export class Raft {
     invariant(compactTo <= snapshot.meta.index && snapshot.meta.index <= this.log.applied, () => `snapshot at ${snapshot.meta.index} / compaction to ${compactTo} beyond applied ${this.log.applied}`);
     if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index) this.snapshot = snapshot;
     this.log.compact(compactTo);
+  }
+
+  /**
+   * Hands over the stored copy of the snapshot installed by the last Ready (its bytes
+   * live in storage; the core keeps the handle, to send it on should it lead).
+   */
+  snapshotInstalled(snapshot: Snapshot): void {
+    if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index) this.snapshot = snapshot;
+    // A follower left waiting for a usable snapshot gets it now.
+    if (this.role === "leader") this.broadcastPending = true;
   }
 
   // ---------------------------------------------------------------- observers
@@ -705,24 +730,23 @@ export class Raft {
     const resuming = this.incoming !== null && this.incoming.meta.index === index && this.incoming.term === this.term;
     // Offset 0 starts a transfer, unless this one is already under way: then it is a resent
     // chunk, and the answer below tells the leader where to resume.
-    if (m.offset === 0 && !resuming) this.incoming = { term: this.term, meta: m.meta, chunks: [], received: 0 };
+    if (m.offset === 0 && !resuming) this.incoming = { term: this.term, meta: m.meta, received: 0 };
     const inc = this.incoming;
     if (inc === null || inc.meta.index !== index || inc.term !== this.term || m.offset !== inc.received) {
       // Lost, duplicated or stale chunk: tell the leader where we are (0: start over).
       ack(inc !== null && inc.meta.index === index && inc.term === this.term ? inc.received : 0);
       return;
     }
-    inc.chunks.push(m.data);
+    // The driver writes the chunk to storage; the acknowledgement does not wait for that: a
+    // node that restarts mid-transfer has forgotten it and answers offset 0 (start over).
+    this.snapshotIn.push({ meta: m.meta, offset: m.offset, data: m.data, done: m.done });
     inc.received += m.data.byteLength;
     if (!m.done) {
       ack(inc.received);
       return;
     }
     this.incoming = null;
-    const data = concatChunks(inc.chunks, inc.received);
-    const snapshot: Snapshot = { meta: m.meta, data };
-    this.snapshot = snapshot;
-    this.pendingInstall = snapshot;
+    this.pendingInstall = m.meta;
     this.log.restore(index, m.meta.term);
     this.config = m.meta.config;
     // Sent after the snapshot is durable (same Ready): the leader resumes after it.
@@ -909,7 +933,8 @@ export class Raft {
     const prevTerm = this.log.term(prevIndex);
     if (prevTerm === undefined) {
       // The follower needs entries we compacted: it gets the snapshot instead (Raft §7).
-      invariant(this.snapshot !== null, () => `entry ${prevIndex} is compacted but there is no snapshot to send ${to}`);
+      // Right after an install the stored copy may not be handed over yet: wait for it.
+      if (this.snapshot === null || this.snapshot.meta.index < this.log.firstIndex() - 1) return false;
       pr.becomeSnapshot(this.snapshot.meta.index);
       this.sendSnapshotChunks(to, pr, false);
       return true;
@@ -949,7 +974,7 @@ export class Raft {
     do {
       const offset = pr.snapshotSentOffset;
       const end = Math.min(offset + this.opts.snapshotChunkBytes, size);
-      this.send({ type: "InstallSnapshot", from: this.id, to, term: this.term, meta: snap.meta, offset, data: snap.data.subarray(offset, end), done: end >= size });
+      this.snapshotOut.push({ to, term: this.term, meta: snap.meta, source: snap.data, offset, length: end - offset, done: end >= size });
       pr.snapshotSentOffset = end === offset ? end + 1 : end; // past the end once the empty final chunk went
     } while (pr.snapshotSentOffset < limit);
   }
@@ -1094,15 +1119,4 @@ export class Raft {
 
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}
-
-function concatChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!.slice();
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

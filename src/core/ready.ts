@@ -1,4 +1,4 @@
-import type { Entry, HardState, Message, Snapshot } from "./messages.js";
+import type { Entry, HardState, Message, NodeId, SnapshotData, SnapshotMeta } from "./messages.js";
 
 /**
  * A read request that became safe to serve: once the state machine has applied
@@ -21,18 +21,49 @@ export interface ProposalOutcome {
 }
 
 /**
+ * A chunk of a snapshot arriving from the leader, to write to storage in order. A chunk
+ * at offset 0 starts a new transfer (abandoning any unfinished one); the others continue
+ * the current transfer, contiguously. The last one has `done` set, and its Ready has the
+ * snapshot to install.
+ */
+export interface IncomingSnapshotChunk {
+  readonly meta: SnapshotMeta;
+  readonly offset: number;
+  readonly data: Uint8Array;
+  readonly done: boolean;
+}
+
+/**
+ * A chunk of a snapshot to send to a follower: the driver reads `length` bytes at
+ * `offset` from `source` and sends them as an InstallSnapshot message. The core holds no
+ * snapshot bytes (it does no I/O), only the handle.
+ */
+export interface OutgoingSnapshotChunk {
+  readonly to: NodeId;
+  readonly term: number;
+  readonly meta: SnapshotMeta;
+  readonly source: SnapshotData;
+  readonly offset: number;
+  readonly length: number;
+  readonly done: boolean;
+}
+
+/**
  * Everything the core asks of its driver after a round of inputs. The driver handles a
  * Ready in exactly these steps, in this order:
  *
  * 0. Send `earlyMessages`: the leader's replication traffic, which does not wait for the
  *    leader's own write (Raft dissertation §10.2.1: the leader counts itself toward
- *    commit only once its write is durable, so writing in parallel is safe).
+ *    commit only once its write is durable, so writing in parallel is safe). Start
+ *    reading and sending `snapshotOut` (it may finish at any time). Write `snapshotIn`
+ *    to storage, in order; when `snapshot` is set, wait until its bytes are stored.
  * 1. Persist `snapshot` (replacing the whole log), `entries` (truncating any stored
  *    entries at or after `entries[0].index`) and `hardState` in one atomic, durable write.
  * 2. Only then send `messages`: votes, acknowledgements and responses depend on that
  *    state being durable (Raft Figure 2: "respond to RPCs only after updating stable
  *    storage").
- * 3. Restore the state machine from `snapshot`, if any; then apply `committedEntries`, in order.
+ * 3. Restore the state machine from `snapshot`, if any, and hand the stored snapshot to
+ *    the core (`Raft.snapshotInstalled`); then apply `committedEntries`, in order.
  * 4. Serve `readStates` once the applied index reaches theirs; settle `proposals`.
  * 5. Call `advance(ready)`, which tells the core that steps 1 to 3 are done.
  *
@@ -40,8 +71,15 @@ export interface ProposalOutcome {
  * they go into the next Ready. The core hands out one Ready at a time.
  */
 export interface Ready {
-  /** A snapshot received from the leader, to persist and restore the state machine from; or null. */
-  readonly snapshot: Snapshot | null;
+  /**
+   * A snapshot received from the leader (its bytes came in `snapshotIn`, in this Ready or
+   * earlier ones), to persist and restore the state machine from; or null.
+   */
+  readonly snapshot: SnapshotMeta | null;
+  /** Chunks of a snapshot arriving from the leader, to write to storage in order. */
+  readonly snapshotIn: readonly IncomingSnapshotChunk[];
+  /** Chunks of a snapshot to read and send to followers. */
+  readonly snapshotOut: readonly OutgoingSnapshotChunk[];
   /**
    * Whether step 1 must be durable before step 2: false when only the commit index
    * changed, which is safe to lose in a crash (etcd's raft makes the same distinction).

@@ -1,6 +1,8 @@
+import type { SnapshotData } from "../core/messages.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
 import type { KvCommand, KvResult } from "./commands.js";
 import { RaftError } from "../errors.js";
+import { decodeKvSnapshot, encodeKvSnapshot } from "./kv-snapshot-format.js";
 
 /**
  * The size limits of a {@link KvStateMachine}, in UTF-8 bytes.
@@ -241,45 +243,66 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
   }
 
   /**
-   * The whole state (entries in key order and the last applied index and term) as UTF-8
-   * JSON bytes, identical on every node that applied the same entries.
+   * The whole state (entries in key order and the last applied index and term) as a
+   * stream of UTF-8 chunks, identical on every node that applied the same entries. The
+   * format (newline-delimited JSON, one line per 5,000 entries after a header line) is
+   * described in `kv-snapshot-format.ts`; it is written and read a line at a time, so a
+   * large map is never serialised into one buffer.
    *
-   * Copy-on-write, so that a snapshot does not stall the node: the call captures the
-   * state at once (a copy of the sorted key array: a memcpy, a few milliseconds for a
-   * million keys) and serialises it in small chunks, yielding to the event loop between
-   * them, while the node goes on applying commands. A write during that time first saves
-   * the key's old value, which the serialiser uses instead. A persistent map would make
-   * the capture free but every read and write slower; a full copy would stall for about
-   * half a second per million keys.
+   * Technique: copy-on-write, so that a snapshot does not stall the node. The call
+   * captures the state at once (a copy of the sorted key array: a memcpy, a few
+   * milliseconds for a million keys); iterating the stream serialises it a line at a time,
+   * yielding to the event loop between lines, while the node goes on applying commands. A
+   * write during that time first saves the key's old value (its pre-image), which the
+   * serialiser uses instead. Why not the alternatives: a persistent (immutable) map would
+   * make the capture free but every read and write slower, all the time; a full copy of
+   * the map would stall the node for about half a second per million keys.
+   *
+   * Iterate the stream once. Until it ends, fails or is abandoned (`break` out of
+   * `for await`, or `return()` on its iterator, even before the first `next()`), every
+   * write records a pre-image and another `snapshot()` call is refused. A stream that is
+   * never iterated nor abandoned holds both until {@link KvStateMachine.restore} replaces
+   * the state: RaftNode always hands it to the storage adapter, which reads it through.
    * @returns The serialised state as it was at the call, for {@link KvStateMachine.restore}.
-   * @throws RaftError `INVALID_STATE` when called while the previous snapshot is still
-   * being serialised (RaftNode never does).
+   * @throws RaftError `INVALID_STATE` when called while the previous snapshot's stream is
+   * still pending (RaftNode never does).
    */
-  snapshot(): Promise<Uint8Array> {
+  snapshot(): AsyncIterable<Uint8Array> {
     if (this.preimages !== null) throw new RaftError("INVALID_STATE", "KvStateMachine.snapshot: the previous snapshot is still being serialised");
     const before = new Map<string, string | undefined>();
     this.preimages = before;
     const keys = this.sortedKeys.slice();
     const values = this.values; // restore() swaps in a new map rather than change this one
-    const head = JSON.stringify({ version: 1, lastApplied: this.applied }).slice(0, -1);
+    // A pre-image is always a string here: the keys serialised are those present at the call.
     const valueAt = (key: string): string => (before.has(key) ? before.get(key)! : values.get(key)!);
-    return serialiseInChunks(head, keys, valueAt).finally(() => {
+    // Releasing is idempotent, and a restore() or a later snapshot may have replaced `before`.
+    const release = (): void => {
       if (this.preimages === before) this.preimages = null;
-    });
+    };
+    return new ReleasingStream(encodeKvSnapshot({ lastApplied: this.applied, keys, valueAt }), release);
   }
 
   /**
-   * Replaces the whole state with one made by {@link KvStateMachine.snapshot}.
-   * @param data - Bytes from `snapshot()`, on this node or another.
-   * @throws RaftError `CORRUPT` when `data` is not such a snapshot; the state is then unchanged.
+   * Replaces the whole state with one made by {@link KvStateMachine.snapshot}. Reads it
+   * in pieces and validates every line into a new map before swapping it in, so the old
+   * state stays whole until the snapshot proved good (at the cost of both being in memory
+   * for a moment, as they must be for the old one to survive a corrupt snapshot).
+   * @param data - The stored snapshot: what `snapshot()` streamed, on this node or another
+   * (`snapshotDataOf(bytes)` for bytes in memory).
+   * @returns Resolves once the new state is in place.
+   * @throws RaftError `CORRUPT` when `data` is not such a snapshot (empty, truncated,
+   * trailing bytes, another format version, keys out of order...); TypeError when it is
+   * not a `SnapshotData` handle; and whatever `data.read` rejects with. In every case the
+   * state is unchanged.
    */
-  restore(data: Uint8Array): void {
-    const parsed = parseSnapshot(data);
-    // A new map, not a cleared one: a snapshot still being serialised reads the old one.
-    this.values = new Map(parsed.entries);
+  async restore(data: SnapshotData): Promise<void> {
+    const restored = await decodeKvSnapshot(data);
+    // A new map, not a cleared one: a snapshot still being serialised reads the old one,
+    // which no write reaches any more, so its pre-images are no longer needed either.
+    this.values = restored.values;
+    this.sortedKeys = restored.keys;
     this.preimages = null;
-    this.sortedKeys = parsed.entries.map(([key]) => key);
-    this.applied = parsed.lastApplied;
+    this.applied = { index: restored.lastApplied.index, term: restored.lastApplied.term };
   }
 
   private write(key: string, value: string | null): void {
@@ -392,63 +415,45 @@ function upperBound(keys: readonly string[], key: string): number {
   return lo;
 }
 
-interface ParsedSnapshot {
-  readonly lastApplied: { index: number; term: number };
-  readonly entries: [string, string][];
+/**
+ * A snapshot's chunks that call `release` once the iteration is over: when it ends, fails
+ * or is abandoned with `return()` after it started (the generator's `finally`, which runs
+ * only once any `next()` in progress has settled), and when it is abandoned with
+ * `return()` before it started. That last case is handled here because a generator that
+ * never started ignores `return()` without running its `finally`, and a consumer may well
+ * abandon a stream before reading it (SessionStateMachine does, when writing its own
+ * header failed), which would otherwise hold the guard forever.
+ */
+class ReleasingStream implements AsyncIterableIterator<Uint8Array> {
+  private readonly chunks: AsyncGenerator<Uint8Array, void, undefined>;
+  private started = false;
+
+  constructor(
+    chunks: AsyncGenerator<Uint8Array, void, undefined>,
+    private readonly release: () => void,
+  ) {
+    this.chunks = releaseAfter(chunks, release);
+  }
+
+  next(): Promise<IteratorResult<Uint8Array, void>> {
+    this.started = true;
+    return this.chunks.next();
+  }
+
+  return(): Promise<IteratorResult<Uint8Array, void>> {
+    if (!this.started) this.release();
+    return this.chunks.return(undefined);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }
 
-/** Entries serialised between two yields to the event loop. */
-const SNAPSHOT_CHUNK_ENTRIES = 5_000;
-
-async function serialiseInChunks(head: string, keys: readonly string[], valueAt: (key: string) => string): Promise<Uint8Array> {
-  // Each chunk is encoded as soon as it is serialised, so that no step between two yields
-  // handles more than one chunk; the final copy into one buffer is a plain memcpy.
-  const encoder = new TextEncoder();
-  const parts: Uint8Array[] = [encoder.encode(head + ',"entries":[')];
-  for (let start = 0; start < keys.length; start += SNAPSHOT_CHUNK_ENTRIES) {
-    if (start > 0) await new Promise((resolve) => setTimeout(resolve, 0));
-    const end = Math.min(keys.length, start + SNAPSHOT_CHUNK_ENTRIES);
-    const chunk: [string, string][] = new Array(end - start);
-    for (let i = start; i < end; i++) chunk[i - start] = [keys[i]!, valueAt(keys[i]!)];
-    parts.push(encoder.encode((start > 0 ? "," : "") + JSON.stringify(chunk).slice(1, -1)));
-  }
-  parts.push(encoder.encode("]}"));
-  let total = 0;
-  for (const p of parts) total += p.byteLength;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
-function parseSnapshot(data: Uint8Array): ParsedSnapshot {
-  let parsed: unknown;
+async function* releaseAfter(chunks: AsyncGenerator<Uint8Array, void, undefined>, release: () => void): AsyncGenerator<Uint8Array, void, undefined> {
   try {
-    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
-  } catch (cause) {
-    throw new RaftError("CORRUPT", "KvStateMachine.restore: the snapshot is not UTF-8 JSON", { cause });
+    yield* chunks;
+  } finally {
+    release();
   }
-  const corrupt = (why: string): RaftError => new RaftError("CORRUPT", `KvStateMachine.restore: ${why}`);
-  const s = parsed as { version?: unknown; lastApplied?: { index?: unknown; term?: unknown }; entries?: unknown };
-  if (typeof s !== "object" || s === null || s.version !== 1) throw corrupt("unknown snapshot version");
-  const index = s.lastApplied?.index;
-  const term = s.lastApplied?.term;
-  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(term)) throw corrupt("lastApplied is malformed");
-  if (!Array.isArray(s.entries)) throw corrupt("entries is not an array");
-  const entries = s.entries as unknown[];
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i];
-    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || typeof e[1] !== "string") {
-      throw corrupt(`entry ${i} is not a [key, value] pair of strings`);
-    }
-  }
-  const pairs = entries as [string, string][];
-  // The sorted-keys invariant is rebuilt from this order: it must be strict.
-  for (let i = 1; i < pairs.length; i++) {
-    if (!(pairs[i - 1]![0] < pairs[i]![0])) throw corrupt(`entries are not in strictly ascending key order at ${i} (a key twice?)`);
-  }
-  return { lastApplied: { index: index as number, term: term as number }, entries: pairs };
 }

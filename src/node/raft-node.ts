@@ -10,6 +10,8 @@ import type { SessionCommand, SessionResult } from "./sessions.js";
 import { coreOfNode } from "./internal.js";
 import type { RaftNodeEvents, RaftRole } from "./events.js";
 import { resolveOptions, type RaftNodeOptions, type ResolvedOptions } from "./options.js";
+import { SnapshotReceiver, SnapshotSender } from "./snapshot-transfer.js";
+import { sourceChunks } from "../snapshot-data.js";
 import { PendingRequest, TimeoutGroups, timeoutOf, type ReadOptions, type RequestOptions } from "./proposals.js";
 
 /**
@@ -110,8 +112,12 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private snapshotWaiters: PendingRequest<number>[] = [];
   /** A state machine is producing a snapshot's bytes (asynchronously) for these callers. */
   private snapshotInFlight: PendingRequest<number>[] | null = null;
-  /** Bytes that arrived, to make durable on the next pass of the loop. */
+  /** A snapshot written to storage, to compact the log behind on the next pass of the loop. */
   private finishedSnapshot: { snapshot: Snapshot; waiters: PendingRequest<number>[] } | null = null;
+  /** Writes snapshots arriving from the leader to storage. */
+  private readonly snapshotReceiver: SnapshotReceiver;
+  /** Reads and sends snapshot chunks to followers. */
+  private readonly snapshotSender: SnapshotSender;
   // Invariant: appliedIndex <= core.log.applied (entries handed out but not yet applied lie between).
   /** The last index applied to the state machine. */
   private appliedIndex = 0;
@@ -148,6 +154,14 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     super();
     this.opts = resolveOptions(options);
     this.timeouts = new TimeoutGroups(this.opts.clock);
+    this.snapshotReceiver = new SnapshotReceiver(this.opts.storage);
+    this.snapshotSender = new SnapshotSender(
+      this.opts.id,
+      (m) => {
+        if (this.state === "running") this.opts.transport.send(m);
+      },
+      (c, err) => this.opts.logger.warn(`${this.id}: reading snapshot ${c.meta.index} at ${c.offset} for ${c.to} failed; it will be resent`, { err }),
+    );
     // Request ids must not repeat across restarts of a node, or a leader could take a new
     // request for a duplicate of an old one; a random start makes that vanishingly rare.
     this.requestSeq = Math.floor(this.opts.random() * 2 ** 40);
@@ -647,15 +661,20 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
           break;
         }
         const rd = core.ready();
-        // 0. The leader's replication goes out while its own write runs.
+        // 0. The leader's replication goes out while its own write runs; snapshot chunks
+        // are read from storage and sent as the reads complete.
         for (const m of rd.earlyMessages) this.opts.transport.send(m);
+        for (const c of rd.snapshotOut) this.snapshotSender.enqueue(c);
+        // A snapshot from the leader goes to storage chunk by chunk, as it arrives.
+        const installed = await this.receiveSnapshot(rd);
+        if (this.state !== "running") break;
         // 1. Persist: one durable write for everything this round produced (group commit).
-        if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) {
+        if (rd.hardState !== null || rd.entries.length > 0 || installed !== null) {
           const batch = {
             entries: rd.entries,
             ...(rd.mustSync ? {} : { sync: false }),
             ...(rd.hardState === null ? {} : { hardState: rd.hardState }),
-            ...(rd.snapshot === null ? {} : { snapshot: rd.snapshot }),
+            ...(installed === null ? {} : { snapshot: installed }),
           };
           try {
             await this.opts.storage.save(batch);
@@ -666,10 +685,14 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         }
         // 2. Send, now that what the messages promise is durable.
         for (const m of rd.messages) this.opts.transport.send(m);
+        // Where forwarded proposals landed: known before applying, so that an entry
+        // committed in this same Ready resolves its proposal with the result.
+        this.settleForwarded(rd);
         // 3. Restore from a leader's snapshot, then apply.
-        if (rd.snapshot !== null) {
-          await this.restoreStateMachine(rd.snapshot);
+        if (installed !== null) {
+          await this.restoreStateMachine(installed);
           if (this.state !== "running") return;
+          core.snapshotInstalled(installed);
         }
         for (const e of rd.committedEntries) {
           const pending = this.applyEntry(e);
@@ -678,8 +701,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
             if (this.state !== "running") return;
           }
         }
-        // 4. Reads and forwarded proposals.
-        this.settleForwarded(rd);
+        // 4. Reads.
         this.settleReadStates(rd);
         core.advance(rd);
         this.emitChanges(core);
@@ -726,6 +748,19 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
     this.appliedIndex = e.index;
     this.notify("apply", e.index, e.term, e.type);
     this.serveReads(e.index);
+  }
+
+  /**
+   * Writes the snapshot chunks of `rd` to storage. Returns the stored snapshot when `rd`
+   * completes a transfer (the one to install), else null.
+   */
+  private async receiveSnapshot(rd: Ready): Promise<Snapshot | null> {
+    try {
+      for (const chunk of rd.snapshotIn) await this.snapshotReceiver.accept(chunk);
+      return rd.snapshot === null ? null : await this.snapshotReceiver.finish(rd.snapshot);
+    } catch (err) {
+      throw new RaftError("STORAGE", `storing the snapshot from the leader failed on ${this.id}`, { cause: err });
+    }
   }
 
   /** Replaces the state machine's state with a snapshot's. */
@@ -778,19 +813,28 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       return;
     }
     const meta = { index, term: core.log.term(index)!, config: core.config };
-    const captured = sm.snapshot();
-    if (!(captured instanceof Promise)) {
-      await this.persistSnapshot(core, { meta, data: captured }, waiters);
-      return;
+    // The state machine captures its state now; its bytes stream to storage while the node
+    // goes on applying, and the log is compacted once they are durable (a later pass).
+    let captured: ReturnType<NonNullable<typeof sm.snapshot>>;
+    try {
+      captured = sm.snapshot();
+    } catch (err) {
+      throw new RaftError("INVALID_STATE", `the state machine's snapshot() failed on ${this.id}`, { cause: err });
     }
     this.snapshotInFlight = waiters;
-    captured.then(
-      (data) => {
+    const written = Promise.resolve(captured).then((source) => this.opts.storage.writeSnapshot(meta, sourceChunks(source)));
+    written.then(
+      (snapshot) => {
         this.snapshotInFlight = null;
-        this.finishedSnapshot = { snapshot: { meta, data }, waiters };
+        this.finishedSnapshot = { snapshot, waiters };
         this.scheduleLoop();
       },
-      (err: unknown) => this.fail(new RaftError("INVALID_STATE", `the state machine's snapshot() failed on ${this.id}`, { cause: err })),
+      (err: unknown) => {
+        // A stream that storage never read must still be told to stop, so that the state
+        // machine releases what it captured.
+        if (!(captured instanceof Uint8Array) && !(captured instanceof Promise)) void captured[Symbol.asyncIterator]().return?.();
+        this.fail(new RaftError("STORAGE", `writing a snapshot of the state machine failed on ${this.id}`, { cause: err }));
+      },
     );
   }
 
@@ -977,6 +1021,7 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
   private shutdown(reason: RaftError): void {
     if (this.tickTimer !== undefined) this.opts.clock.clearTimeout(this.tickTimer);
     this.tickTimer = undefined;
+    this.snapshotReceiver.abandon();
     const all: { reject(error: unknown): void }[] = [
       ...this.queuedProposals.map((p) => p.pending),
       ...this.parkedProposals.map((p) => p.pending),

@@ -3,6 +3,7 @@
 // returned, so that a retried command is answered from the cache instead of applied again.
 import type { Codec } from "../codec.js";
 import { RaftError } from "../errors.js";
+import { snapshotChunks, snapshotSlice, sourceChunks, type SnapshotData, type SnapshotSource } from "../snapshot-data.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
 
 /**
@@ -131,9 +132,10 @@ const HEADER_BYTES = MAGIC.length + 4;
  * every session's effective timeout by X ms.
  *
  * Sessions and cached results go into the snapshot together with the wrapped machine's
- * state (a versioned format). `snapshot` and `restore` exist only when the wrapped
- * machine has both. A cached result is handed out as the object the wrapped machine
- * returned: treat results as immutable, or a caller's change would reach the cache.
+ * state (a versioned header, then the wrapped machine's own snapshot, streamed as it
+ * produces it). `snapshot` and `restore` exist only when the wrapped machine has both.
+ * A cached result is handed out as the object the wrapped machine returned: treat
+ * results as immutable, or a caller's change would reach the cache.
  *
  * Construct the node with the wrapper and talk to it through {@link RaftNode.client}.
  * (The alternative, a node option that wraps automatically, would hide the wrapper's
@@ -167,16 +169,29 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
   private logTimeMs = 0;
 
   /**
-   * Serialises the sessions and the wrapped machine's state. Present only when the
-   * wrapped machine has `snapshot` and `restore`.
-   */
-  readonly snapshot?: () => Promise<Uint8Array>;
-  /**
-   * Replaces the sessions and the wrapped machine's state with a snapshot's. Present only
+   * Serialises the sessions and the wrapped machine's state, both as they are at the call
+   * (the session table is encoded and the wrapped machine's `snapshot()` called before
+   * this returns), as a stream: the session header, then the wrapped machine's chunks.
+   * Iterate it once; abandoning it (`break`, or `return()` on its iterator, even before
+   * the first `next()`) abandons the wrapped machine's stream too, so that the wrapped
+   * machine can release what it holds for it (a stream never iterated nor abandoned
+   * keeps it; RaftNode always hands the stream to the storage adapter). Present only
    * when the wrapped machine has `snapshot` and `restore`.
-   * @throws RaftError `CORRUPT` when `data` is not such a snapshot; the state is then unchanged.
+   * @throws Whatever the wrapped machine's `snapshot()` throws at the call (e.g.
+   * KvStateMachine's `INVALID_STATE` while its previous snapshot is pending).
    */
-  readonly restore?: (data: Uint8Array) => Promise<void>;
+  readonly snapshot?: () => AsyncIterable<Uint8Array>;
+  /**
+   * Replaces the sessions and the wrapped machine's state with a snapshot's: reads and
+   * checks the session header, has the wrapped machine restore the rest, and only once
+   * that succeeded swaps in the sessions. Present only when the wrapped machine has
+   * `snapshot` and `restore`.
+   * @throws RaftError `CORRUPT` when the header is not such a snapshot's; whatever the
+   * wrapped machine's `restore` throws (`CORRUPT` for its own part, from KvStateMachine);
+   * TypeError when `data` is not a `SnapshotData` handle. The state (sessions and wrapped
+   * machine alike, as the wrapped machine's `restore` must promise) is then unchanged.
+   */
+  readonly restore?: (data: SnapshotData) => Promise<void>;
 
   /**
    * Wraps `inner`.
@@ -315,10 +330,24 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
   // Format: "RKSS", a u32 (big-endian) header length, a UTF-8 JSON header
   // { version, logTimeMs, sessions: [[id, lastActiveMs, ackSeq, highestSeq, [[seq, result?], ...]], ...] }
   // with sessions in order of last activity and results by ascending seq, then the wrapped
-  // machine's snapshot bytes. A result is the JSON value itself (left out when undefined),
-  // or with a `resultCodec` the base64 of its encoding.
+  // machine's snapshot bytes, to the end. A result is the JSON value itself (left out when
+  // undefined), or with a `resultCodec` the base64 of its encoding. The header is one
+  // chunk of the stream (the session table is bounded by maxSessions and
+  // maxResultsPerSession); the wrapped machine's chunks follow as it produces them.
 
-  private async takeSnapshot(): Promise<Uint8Array> {
+  private takeSnapshot(): AsyncIterable<Uint8Array> {
+    // Both captures happen before this returns, in this order: the node goes on applying
+    // while the stream is read, and encoding the header may throw (a resultCodec), which
+    // must not leave the wrapped machine with a snapshot pending that nobody reads.
+    const header = this.encodeHeader();
+    const user = this.inner.snapshot!();
+    // Read only when the stream is: without a handler now, an unread rejection would be unhandled.
+    if (user instanceof Promise) user.catch(() => {});
+    return sessionSnapshotChunks(header, user);
+  }
+
+  /** The magic, the header length and the JSON header, as one chunk. */
+  private encodeHeader(): Uint8Array {
     const sessions = [...this.sessions.values()].map((s) => [
       s.id,
       s.lastActiveMs,
@@ -326,35 +355,27 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
       s.highestSeq,
       [...s.results].sort((a, b) => a[0] - b[0]).map(([seq, r]) => this.encodeResult(seq, r)),
     ]);
-    const header = new TextEncoder().encode(JSON.stringify({ version: SNAPSHOT_VERSION, logTimeMs: this.logTimeMs, sessions }));
-    const user = await this.inner.snapshot!();
-    const out = new Uint8Array(HEADER_BYTES + header.byteLength + user.byteLength);
+    const json = new TextEncoder().encode(JSON.stringify({ version: SNAPSHOT_VERSION, logTimeMs: this.logTimeMs, sessions }));
+    const out = new Uint8Array(HEADER_BYTES + json.byteLength);
     out.set(MAGIC, 0);
-    new DataView(out.buffer).setUint32(MAGIC.length, header.byteLength);
-    out.set(header, HEADER_BYTES);
-    out.set(user, HEADER_BYTES + header.byteLength);
+    new DataView(out.buffer).setUint32(MAGIC.length, json.byteLength);
+    out.set(json, HEADER_BYTES);
     return out;
   }
 
-  private async restoreSnapshot(data: Uint8Array): Promise<void> {
-    const parsed = this.parseSnapshot(data);
+  private async restoreSnapshot(data: SnapshotData): Promise<void> {
+    const { header, userOffset } = await readHeader(data);
+    const parsed = this.parseHeader(header);
     // The wrapped machine keeps its old state when it throws; ours is only replaced after it succeeded.
-    await this.inner.restore!(parsed.user);
+    await this.inner.restore!(snapshotSlice(data, userOffset));
     this.sessions = parsed.sessions;
     this.logTimeMs = parsed.logTimeMs;
   }
 
-  private parseSnapshot(data: Uint8Array): { logTimeMs: number; sessions: Map<number, Session<Result>>; user: Uint8Array } {
-    const corrupt = (why: string, cause?: unknown): RaftError =>
-      new RaftError("CORRUPT", `SessionStateMachine.restore: ${why}`, cause === undefined ? {} : { cause });
-    if (!(data instanceof Uint8Array) || data.byteLength < HEADER_BYTES || MAGIC.some((b, i) => data[i] !== b)) {
-      throw corrupt("not a session snapshot (bad magic)");
-    }
-    const headerBytes = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(MAGIC.length);
-    if (HEADER_BYTES + headerBytes > data.byteLength) throw corrupt("header length runs past the end");
+  private parseHeader(bytes: Uint8Array): { logTimeMs: number; sessions: Map<number, Session<Result>> } {
     let header: unknown;
     try {
-      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data.subarray(HEADER_BYTES, HEADER_BYTES + headerBytes)));
+      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
     } catch (cause) {
       throw corrupt("the header is not UTF-8 JSON", cause);
     }
@@ -388,7 +409,7 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
       }
       sessions.set(id, { id, lastActiveMs, ackSeq, highestSeq, results: cache });
     }
-    return { logTimeMs: h.logTimeMs, sessions, user: data.subarray(HEADER_BYTES + headerBytes) };
+    return { logTimeMs: h.logTimeMs, sessions };
   }
 
   private encodeResult(seq: number, result: Result): unknown[] {
@@ -402,6 +423,99 @@ export class SessionStateMachine<Cmd, Result> implements StateMachine<SessionCom
     if (typeof entry[1] !== "string") throw new TypeError("a coded result must be a base64 string");
     return this.resultCodec.decode(fromBase64(entry[1]));
   }
+}
+
+/**
+ * A session snapshot's chunks: the header, then the wrapped machine's. When the stream is
+ * abandoned or fails before the wrapped machine's part was started, that part is
+ * abandoned explicitly (`return()` on its iterator): a stream that is never started sees
+ * nothing otherwise, and KvStateMachine would keep refusing new snapshots.
+ */
+function sessionSnapshotChunks(header: Uint8Array, user: SnapshotSource | Promise<Uint8Array>): AsyncIterable<Uint8Array> {
+  return new EarlyReturnable(headerThenUser(header, user), () => abandon(user));
+}
+
+async function* headerThenUser(header: Uint8Array, user: SnapshotSource | Promise<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
+  let userStarted = false;
+  try {
+    yield header;
+    const source = await user;
+    userStarted = true;
+    // Abandoning this generator from here on abandons sourceChunks, which abandons `source`.
+    yield* sourceChunks(source);
+  } finally {
+    if (!userStarted) await abandon(user);
+  }
+}
+
+/**
+ * A generator's chunks, with a `return()` that also works before the first `next()`: a
+ * generator that never started ignores `return()` without running its `finally`, so
+ * `onUnstarted` does that work instead.
+ */
+class EarlyReturnable implements AsyncIterableIterator<Uint8Array> {
+  private started = false;
+
+  constructor(
+    private readonly chunks: AsyncGenerator<Uint8Array, void, undefined>,
+    private readonly onUnstarted: () => Promise<void>,
+  ) {}
+
+  next(): Promise<IteratorResult<Uint8Array, void>> {
+    this.started = true;
+    return this.chunks.next();
+  }
+
+  async return(): Promise<IteratorResult<Uint8Array, void>> {
+    if (!this.started) {
+      this.started = true;
+      await this.onUnstarted();
+    }
+    return this.chunks.return(undefined);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** Tells a wrapped snapshot stream that was never read that it never will be. */
+async function abandon(user: SnapshotSource | Promise<Uint8Array>): Promise<void> {
+  // Bytes, or a promise of them, hold nothing to release.
+  if (user instanceof Uint8Array || user instanceof Promise) return;
+  await user[Symbol.asyncIterator]().return?.();
+}
+
+/** Reads and frames the session header; the wrapped machine's snapshot starts at `userOffset`. */
+async function readHeader(data: SnapshotData): Promise<{ header: Uint8Array; userOffset: number }> {
+  const d = data as Partial<SnapshotData> | null;
+  if (typeof d !== "object" || d === null || typeof d.read !== "function" || !isSafeCount(d.byteLength)) {
+    throw new TypeError("SessionStateMachine.restore takes a SnapshotData handle (byteLength and read()); wrap bytes in memory with snapshotDataOf(bytes)");
+  }
+  if (data.byteLength < HEADER_BYTES) throw corrupt(`${data.byteLength} bytes are too few for a session snapshot`);
+  const prefix = await readRange(data, 0, HEADER_BYTES);
+  if (MAGIC.some((b, i) => prefix[i] !== b)) throw corrupt("not a session snapshot (bad magic)");
+  const headerBytes = new DataView(prefix.buffer, prefix.byteOffset, prefix.byteLength).getUint32(MAGIC.length);
+  if (headerBytes > data.byteLength - HEADER_BYTES) throw corrupt(`the header length (${headerBytes} bytes) runs past the end`);
+  return { header: await readRange(data, HEADER_BYTES, headerBytes), userOffset: HEADER_BYTES + headerBytes };
+}
+
+/** Exactly `length` bytes from `offset`, however few each read returns; the range must lie within `data`. */
+async function readRange(data: SnapshotData, offset: number, length: number): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  let filled = 0;
+  if (length === 0) return out;
+  for await (const chunk of snapshotChunks(data, length, offset)) {
+    const take = Math.min(chunk.byteLength, length - filled);
+    out.set(chunk.subarray(0, take), filled);
+    filled += take;
+    if (filled === length) break;
+  }
+  return out;
+}
+
+function corrupt(why: string, cause?: unknown): RaftError {
+  return new RaftError("CORRUPT", `SessionStateMachine.restore: ${why}`, cause === undefined ? {} : { cause });
 }
 
 /** Why `c` is not a session command, or null when it is one. */

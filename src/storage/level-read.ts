@@ -2,6 +2,9 @@
  * Opening a LevelStorage store: refusing what is not one, creating a new one, and reading
  * and validating everything an existing one holds (the records, the log, the snapshot
  * file), then removing what a crash left behind. Everything read is untrusted.
+ *
+ * The snapshot file is verified by streaming it through SHA-256 and then served through
+ * the descriptor it was verified through, never read into memory whole.
  */
 import { readdir } from "node:fs/promises";
 import type { ClassicLevel } from "classic-level";
@@ -26,7 +29,8 @@ import {
   entryKeyIndex,
   type LogStart,
 } from "./level-records.js";
-import { findStraySnapshotFiles, readSnapshotFile, removeFile } from "./snapshot-file.js";
+import { findStraySnapshotFiles, openSnapshotFile, removeFile, type SnapshotFileInfo } from "./snapshot-file.js";
+import { fileSnapshotData } from "./snapshot-file-data.js";
 
 type Bytes = Uint8Array;
 
@@ -50,12 +54,13 @@ export interface StoreOwner {
 }
 
 /**
- * What a store holds, and the name of its snapshot file (undefined without a snapshot).
+ * What a store holds, and its snapshot file as the record describes it (undefined
+ * without a snapshot). `stored.snapshot.data`, when present, reads that file.
  * @internal
  */
 export interface StoreContents {
   readonly stored: StoredState;
-  readonly snapshotFile: string | undefined;
+  readonly snapshotFile: SnapshotFileInfo | undefined;
 }
 
 /**
@@ -138,13 +143,8 @@ export async function readOrCreate(db: ClassicLevel<Bytes, Bytes>, owner: StoreO
   const { firstIndex, compactedTerm } = decodeLogStart(startBytes);
 
   const snapshotBytes = await db.get(SNAPSHOT_KEY);
-  let snapshot: Snapshot | null = null;
-  let snapshotFile: string | undefined;
-  if (snapshotBytes !== undefined) {
-    const record = decodeSnapshotRecord(snapshotBytes);
-    snapshot = { meta: record.meta, data: await readSnapshotFile(location, record) };
-    snapshotFile = record.fileName;
-  } else if (firstIndex !== 1 || compactedTerm !== 0) {
+  const record = snapshotBytes === undefined ? undefined : decodeSnapshotRecord(snapshotBytes);
+  if (record === undefined && (firstIndex !== 1 || compactedTerm !== 0)) {
     // Only a snapshot step moves the log start, and it writes the record in the same batch.
     throw new RaftError("CORRUPT", `${location}: the log starts at ${firstIndex} but there is no snapshot record`);
   }
@@ -165,6 +165,17 @@ export async function readOrCreate(db: ClassicLevel<Bytes, Bytes>, owner: StoreO
     }
     if (entry.index !== index) throw new RaftError("CORRUPT", `${location}: entry stored under ${index} says index ${entry.index}`);
     entries.push(entry);
+  }
+
+  // Opened last, once nothing else can fail: the handle then always reaches the caller,
+  // which owns its descriptor from here on.
+  let snapshot: Snapshot | null = null;
+  let snapshotFile: SnapshotFileInfo | undefined;
+  if (record !== undefined) {
+    const { meta, ...file } = record;
+    const fd = await openSnapshotFile(location, file);
+    snapshot = { meta, data: fileSnapshotData(fd, file.byteLength, file.fileName) };
+    snapshotFile = file;
   }
   return { stored: { hardState, entries, firstIndex, compactedTerm, snapshot }, snapshotFile };
 }

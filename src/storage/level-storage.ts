@@ -8,12 +8,15 @@
  * Writes go through one queue, in call order: runs of saves merge into one LevelDB batch
  * (group commit); a snapshot install or a compaction is a step of its own, because it
  * must first make its data file durable and then commits in one batch of its own.
+ * `writeSnapshot` stays outside the queue: it only writes a file aside, which no record
+ * names until a later step does.
  */
 import { ClassicLevel } from "classic-level";
 import type { SnapshotMeta } from "../core/messages.js";
-import type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "./storage.js";
+import type { RaftStorage, Snapshot, SnapshotData, StorageBatch, StorageCapabilities, StoredState } from "./storage.js";
 import { RaftError, isRaftError } from "../errors.js";
 import { silentLogger, type Logger } from "../logger.js";
+import { snapshotChunks } from "../snapshot-data.js";
 import { encodeEntry, isU64Safe } from "./entry-encoding.js";
 import {
   HARD_STATE_KEY,
@@ -28,7 +31,8 @@ import {
   type LogStart,
 } from "./level-records.js";
 import { EMPTY_LOG_START, checkLocation, openError, readOrCreate, removeStraySnapshotFiles } from "./level-read.js";
-import { removeFile, writeSnapshotFile, type SnapshotFileInfo } from "./snapshot-file.js";
+import { closeDescriptor, removeFile, writeSnapshotFile, type SnapshotFileInfo, type WrittenSnapshotFile } from "./snapshot-file.js";
+import { disposeSnapshotData, fileSnapshotData } from "./snapshot-file-data.js";
 
 /**
  * Options for {@link LevelStorage}.
@@ -99,8 +103,13 @@ interface SnapshotStep {
   /** `install` replaces the whole log; `compact` drops the prefix before `start.firstIndex`. */
   readonly mode: "install" | "compact";
   readonly meta: SnapshotMeta;
-  /** The data file, being written since the call was accepted. */
+  /**
+   * The data file: one `writeSnapshot` wrote (already durable), or a copy of a foreign
+   * handle's bytes, being written since the call was accepted.
+   */
   readonly file: Promise<SnapshotFileInfo>;
+  /** The file this step names without copying it, kept from removal until the step is done. */
+  readonly pinned: string | undefined;
   /** The log start ("f") after this step. */
   readonly start: LogStart;
   /** Install only: the batch's encoded entries, contiguous from `start.firstIndex`. */
@@ -121,9 +130,19 @@ type Step = Group | SnapshotStep;
  *
  * Snapshot data lives in files of its own in the store's directory (large snapshots do not
  * belong in LevelDB); LevelDB holds each snapshot's metadata, file name, length and SHA-256,
- * and `load()` verifies the file against them. A snapshot install or a compaction writes
- * and fsyncs the file first, then commits the metadata, the new log start and the entry
- * deletions in one batch, ordered with the saves around it.
+ * and `load()` verifies the file against them by streaming it through the hash.
+ * `writeSnapshot` streams a snapshot's bytes into a new file as they arrive (synced and
+ * renamed into place, but named by no record yet); a snapshot install or a compaction that
+ * names that snapshot then commits the metadata, the new log start and the entry
+ * deletions in one batch, ordered with the saves around it, without copying the file.
+ * A snapshot whose data this store did not write (say `snapshotDataOf(bytes)`) is first
+ * streamed into a file of its own the same way.
+ *
+ * Snapshot handles (`Snapshot.data` from `writeSnapshot` and `load()`) read their file
+ * through a descriptor they hold open, so they stay readable after a newer snapshot
+ * replaced the file and it was removed, and after `close()` too. Each descriptor is closed
+ * when its handle is garbage collected: the cost is one open file per live handle, and a
+ * node holds few.
  *
  * The store records the node id and cluster id it was created for and refuses to open for
  * any other, so a misconfigured node cannot adopt another node's votes and log. LevelDB's
@@ -171,6 +190,20 @@ export class LevelStorage implements RaftStorage {
   private durableSnapshotFile: string | undefined;
   /** The generation of the next snapshot file: above every file that may exist, so never a reuse. */
   private nextGeneration = 1;
+  /** Every handle this instance made, with the file it reads: a step naming one needs no copy. */
+  private readonly ownHandles = new WeakMap<SnapshotData, SnapshotFileInfo>();
+  /**
+   * Snapshot files on disk since this open that a step may name as they are: the
+   * committed one, and those `writeSnapshot` wrote. A handle whose file is not here (it
+   * was replaced and removed, or belongs to an earlier open) is copied like a foreign one.
+   */
+  private liveFiles = new Set<string>();
+  /** Live files that queued steps will name, with how many: never removed meanwhile. */
+  private readonly pinned = new Map<string, number>();
+  /** `writeSnapshot` calls in progress: close() abandons them and waits for their cleanup. */
+  private readonly writers = new Set<Promise<unknown>>();
+  /** Aborted by close(), so that a `writeSnapshot` waiting on its stream gives up. */
+  private abort = new AbortController();
 
   private saveCount = 0;
   private batchCount = 0;
@@ -213,9 +246,11 @@ export class LevelStorage implements RaftStorage {
    * another node or cluster, or is locked by another opener; with `CORRUPT` when a record
    * fails validation or the snapshot file does not match its recorded length and SHA-256.
    * A failed load writes nothing and releases the directory. A successful one removes the
-   * snapshot files a crash left behind (temp files, and files no record names). Rejects
-   * with `INVALID_STATE` when the store is already open or closing.
+   * snapshot files a crash left behind (temp files, and files no record names, such as a
+   * `writeSnapshot` result never named before a restart). Rejects with `INVALID_STATE`
+   * when the store is already open or closing.
    * @returns The stored hard state, log (from the first uncompacted entry) and snapshot.
+   * The snapshot's `data` reads its file in pieces (it is never in memory whole).
    */
   async load(): Promise<StoredState> {
     if (this.closing !== undefined) throw new RaftError("INVALID_STATE", "LevelStorage.load while close() is in progress");
@@ -238,7 +273,8 @@ export class LevelStorage implements RaftStorage {
   /**
    * Writes one batch atomically; resolves once it is durable. Concurrent calls are safe
    * and are merged into as few LevelDB batches as possible. A batch with a `snapshot`
-   * writes the snapshot file first and then commits alone, replacing the whole log.
+   * commits alone, replacing the whole log: it names the file `writeSnapshot` wrote for
+   * the snapshot, or first streams a snapshot this store did not write into a file of its own.
    * @param batch - The hard state, entries and snapshot to store.
    * @returns Resolves once the batch is durable: fsynced when the `sync` option is on,
    * unless the batch says `sync: false` (a commit-index-only batch). Rejects with
@@ -302,12 +338,41 @@ export class LevelStorage implements RaftStorage {
   }
 
   /**
+   * Streams a snapshot's bytes into a new file as they arrive, never holding them all:
+   * each chunk is hashed and written before the next is asked for. The file is synced
+   * and renamed into place, but no record names it yet: it becomes the store's snapshot
+   * when `compact` or `save` names the returned snapshot, and the next `load()` removes
+   * it if neither did. May run alongside saves and compactions.
+   * @param meta - What the snapshot covers.
+   * @param chunks - Its bytes in order.
+   * @returns The snapshot, whose `data` reads the file back; it stays readable while held,
+   * even after a newer snapshot replaced the file or the store was closed. When the
+   * stream throws, rejects with that same error, having removed the partial file. Rejects
+   * with `STOPPED` when the store is not open or is closed before the write completes
+   * (the partial file is removed); with `STORAGE` when an I/O operation fails or an earlier
+   * write failed; with `TypeError`/`RangeError` for a malformed `meta`, a `chunks` that is
+   * not async-iterable or a chunk that is not a `Uint8Array`.
+   */
+  async writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    this.checkWritable("writeSnapshot");
+    checkSnapshotMeta(meta);
+    const task = this.writeAside(meta, chunks);
+    this.writers.add(task);
+    const untrack = (): void => void this.writers.delete(task);
+    task.then(untrack, untrack);
+    return task;
+  }
+
+  /**
    * Stores a snapshot this node took and removes the entries up to and including
    * `compactTo`; resolves once durable. Ordered with the saves around it. Rejects with
    * `STORAGE` when `compactTo` is past the snapshot or the snapshot is past the last
    * stored entry (or older than the compacted log); with `TypeError`/`RangeError` for
    * malformed arguments; with `STOPPED` when the store is not open.
-   * @param snapshot - The snapshot; its data goes to a file of its own.
+   * @param snapshot - The snapshot, normally from `writeSnapshot`: its file is then named
+   * as it is. Any other `data` is first streamed into a file of its own; if reading it
+   * fails, the compaction fails with `STORAGE` and, as after any failed write, the store
+   * refuses further writes until reopened.
    * @param compactTo - The last index to remove (at most `snapshot.meta.index`).
    * @param compactToTerm - The term of the entry at `compactTo`.
    * @returns Resolves once the snapshot file and the new log start are durable.
@@ -334,7 +399,9 @@ export class LevelStorage implements RaftStorage {
   }
 
   /**
-   * Waits for pending saves to settle, then closes the store. Safe to call more than once.
+   * Waits for pending saves to settle, then closes the store. A `writeSnapshot` still
+   * waiting for chunks is abandoned (it rejects with `STOPPED` and removes its file).
+   * Snapshot handles already handed out stay readable. Safe to call more than once.
    * @returns Resolves once LevelDB is closed and the directory's lock released.
    */
   close(): Promise<void> {
@@ -360,21 +427,99 @@ export class LevelStorage implements RaftStorage {
     return step;
   }
 
-  /** Queues a snapshot step and starts writing its file now, so that the file's fsync overlaps the batches ahead of it. */
+  /**
+   * Queues a snapshot step. A snapshot this store wrote is named as it is; any other is
+   * copied into a file starting now, so that the copy overlaps the batches ahead of it.
+   */
   private enqueueSnapshot(mode: SnapshotStep["mode"], snapshot: Snapshot, start: LogStart, puts: Bytes[], hardState: Bytes | undefined): Promise<void> {
-    const file = writeSnapshotFile(this.location, this.nextGeneration++, snapshot.data, this.sync);
-    // Awaited by the step; marked handled here so that a failure while earlier steps are
-    // still being written is not reported as unhandled.
-    file.catch(noop);
+    const own = this.liveFileOf(snapshot.data);
+    let file: Promise<SnapshotFileInfo>;
+    if (own !== undefined) {
+      // Pinned: a step queued ahead may commit and retire this very file (a snapshot
+      // named again after a newer one), and it must still be there when this step commits.
+      this.pin(own.fileName);
+      file = Promise.resolve(own);
+    } else {
+      file = this.copyIn(snapshot.data);
+      // Awaited by the step; marked handled here so that a failure while earlier steps are
+      // still being written is not reported as unhandled.
+      file.catch(noop);
+    }
+    const pinned = own?.fileName;
     const durable = new Promise<void>((resolve, reject) => {
-      this.push({ kind: "snapshot", mode, meta: snapshot.meta, file, start, puts, hardState, waiter: { resolve, reject } });
+      this.push({ kind: "snapshot", mode, meta: snapshot.meta, file, pinned, start, puts, hardState, waiter: { resolve, reject } });
     });
     this.flushing ??= this.flushLoop();
     return durable;
   }
 
+  /** The file of a handle this instance made, when that file is still there to be named. */
+  private liveFileOf(data: SnapshotData): SnapshotFileInfo | undefined {
+    const info = this.ownHandles.get(data);
+    return info !== undefined && this.liveFiles.has(info.fileName) ? info : undefined;
+  }
+
+  private pin(fileName: string): void {
+    this.pinned.set(fileName, (this.pinned.get(fileName) ?? 0) + 1);
+  }
+
+  private unpin(fileName: string | undefined): void {
+    if (fileName === undefined) return;
+    const count = (this.pinned.get(fileName) ?? 1) - 1;
+    if (count > 0) this.pinned.set(fileName, count);
+    else this.pinned.delete(fileName);
+  }
+
+  /** Wraps a descriptor of a file this store wrote or verified in a handle it will recognise. */
+  private adopt(fd: number, info: SnapshotFileInfo): SnapshotData {
+    const data = fileSnapshotData(fd, info.byteLength, info.fileName);
+    this.ownHandles.set(data, info);
+    return data;
+  }
+
+  /** The body of {@link LevelStorage.writeSnapshot}, tracked so that close() can wait for it. */
+  private async writeAside(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    const signal = this.abort.signal;
+    const written = await writeSnapshotFile(this.location, this.nextGeneration++, chunks, { sync: this.sync, signal });
+    if (signal.aborted) {
+      // close() began while the file was being finished: no open store will name it.
+      await this.discard(written);
+      throw signal.reason;
+    }
+    this.liveFiles.add(written.info.fileName);
+    this.logger.debug("level storage wrote a snapshot file", { location: this.location, snapshotIndex: meta.index, file: written.info.fileName, bytes: written.info.byteLength });
+    return { meta, data: this.adopt(written.fd, written.info) };
+  }
+
+  /**
+   * Streams a snapshot this store did not write into a file of its own, for a step to
+   * name. Its descriptor is closed at once: the caller keeps reading through its own handle.
+   */
+  private async copyIn(data: SnapshotData): Promise<SnapshotFileInfo> {
+    // No abort signal: close() waits for the queue anyway, and this source is a finite handle.
+    const written = await writeSnapshotFile(this.location, this.nextGeneration++, snapshotChunks(data), { sync: this.sync });
+    if (written.info.byteLength !== data.byteLength) {
+      await this.discard(written);
+      throw new RaftError("STORAGE", `the snapshot's data read back ${written.info.byteLength} bytes but says it holds ${data.byteLength}`);
+    }
+    await closeDescriptor(written.fd);
+    return written.info;
+  }
+
+  /** Gives up a file just written: its descriptor and the file itself. */
+  private async discard(written: WrittenSnapshotFile): Promise<void> {
+    await closeDescriptor(written.fd);
+    await removeFile(this.location, written.info.fileName).catch((err: unknown) =>
+      this.logger.warn("level storage could not remove an abandoned snapshot file", { location: this.location, file: written.info.fileName, error: String(err) }),
+    );
+  }
+
   private async shutdown(): Promise<void> {
     if (this.loading !== undefined) await this.loading.then(noop, noop);
+    // A stream may never end on its own (a sender that went away): abandon the writes
+    // aside, and wait for each to remove its file, so that none outlives close().
+    this.abort.abort(new RaftError("STOPPED", `LevelStorage closed while a snapshot was being written (${this.location})`));
+    await Promise.allSettled([...this.writers]);
     while (this.flushing !== undefined) await this.flushing;
     const db = this.db;
     this.db = undefined;
@@ -439,12 +584,21 @@ export class LevelStorage implements RaftStorage {
     for (const w of group.waiters) w.resolve();
   }
 
+  /** Writes one snapshot step, then releases the file it pinned. Never throws. */
+  private async writeSnapshotStep(step: SnapshotStep): Promise<void> {
+    try {
+      await this.commitSnapshotStep(step);
+    } finally {
+      this.unpin(step.pinned);
+    }
+  }
+
   /**
    * Commits a snapshot step once its file is durable: the snapshot record, the log start
    * and the entry deletions (plus, for an install, the new entries and hard state) in one
    * batch. Then removes the previous snapshot file. Never throws.
    */
-  private async writeSnapshotStep(step: SnapshotStep): Promise<void> {
+  private async commitSnapshotStep(step: SnapshotStep): Promise<void> {
     const db = this.db;
     if (this.failure !== undefined || db === undefined) {
       // Its file is an orphan that the next load removes; waited for, so that no write
@@ -481,12 +635,14 @@ export class LevelStorage implements RaftStorage {
     }
     const previous = this.durableSnapshotFile;
     this.durableSnapshotFile = file.fileName;
+    this.liveFiles.add(file.fileName);
     this.durableFirstIndex = step.start.firstIndex;
     if (step.mode === "install") this.durableLastIndex = step.start.firstIndex + step.puts.length - 1;
-    if (previous !== undefined && previous !== file.fileName) {
+    if (previous !== undefined && previous !== file.fileName && !this.pinned.has(previous)) {
       // Unreferenced since the commit. Removed before the caller hears back, so that a
       // resolved compact() leaves one snapshot file; if this fails (or the process dies
-      // first) the next load removes it.
+      // first) the next load removes it. Handles on it keep reading: they hold it open.
+      this.liveFiles.delete(previous);
       await removeFile(this.location, previous).catch((err: unknown) =>
         this.logger.warn("level storage could not remove an old snapshot file", { location: this.location, file: previous, error: String(err) }),
       );
@@ -526,13 +682,25 @@ export class LevelStorage implements RaftStorage {
     try {
       const { location, nodeId, clusterId, sync, logger } = this;
       const { stored, snapshotFile } = await readOrCreate(db, { location, nodeId, clusterId, sync, logger });
-      this.nextGeneration = await removeStraySnapshotFiles(location, snapshotFile, logger);
+      try {
+        // Only now, when no write aside of this open exists yet: every snapshot file but
+        // the committed one is a leftover. Handles from before a close() hold their files
+        // open, so removing those files does not disturb them.
+        this.nextGeneration = await removeStraySnapshotFiles(location, snapshotFile?.fileName, logger);
+      } catch (err) {
+        if (stored.snapshot !== null) disposeSnapshotData(stored.snapshot.data);
+        throw err;
+      }
+      if (stored.snapshot !== null && snapshotFile !== undefined) this.ownHandles.set(stored.snapshot.data, snapshotFile);
+      this.liveFiles = new Set(snapshotFile === undefined ? [] : [snapshotFile.fileName]);
+      this.pinned.clear();
+      this.abort = new AbortController();
       this.db = db;
       this.acceptedStart = { firstIndex: stored.firstIndex, compactedTerm: stored.compactedTerm };
       this.durableFirstIndex = stored.firstIndex;
       this.durableLastIndex = stored.firstIndex + stored.entries.length - 1;
       this.acceptedLastIndex = this.durableLastIndex;
-      this.durableSnapshotFile = snapshotFile;
+      this.durableSnapshotFile = snapshotFile?.fileName;
       this.logger.info("level storage opened", {
         location: this.location,
         nodeId: this.nodeId,
@@ -557,7 +725,11 @@ function noop(): void {}
 function checkSnapshot(snapshot: Snapshot): void {
   if (typeof snapshot !== "object" || snapshot === null) throw new TypeError("snapshot must be an object");
   checkSnapshotMeta(snapshot.meta);
-  if (!(snapshot.data instanceof Uint8Array)) throw new TypeError("snapshot.data must be a Uint8Array");
+  const data = snapshot.data as Partial<SnapshotData> | null;
+  if (typeof data !== "object" || data === null || typeof data.read !== "function" || !isU64Safe(data.byteLength)) {
+    // Bytes in memory were the old form: say how to pass them now.
+    throw new TypeError("snapshot.data must be a SnapshotData (a byteLength and a read method); wrap bytes with snapshotDataOf()");
+  }
 }
 
 function checkName(value: unknown, option: string): string {

@@ -1,5 +1,7 @@
+import type { SnapshotMeta } from "../core/messages.js";
 import type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "./storage.js";
 import { RaftError } from "../errors.js";
+import { collectChunks, snapshotDataOf } from "../snapshot-data.js";
 import { LogImage } from "./log-image.js";
 
 /**
@@ -63,6 +65,18 @@ export class MemoryStorage implements RaftStorage {
     if (this.closed) throw new RaftError("STOPPED", "MemoryStorage.save after close");
     this.image.check(batch);
     this.image.apply(batch);
+  }
+
+  /**
+   * Collects a snapshot's bytes in memory.
+   * @param meta - What the snapshot covers.
+   * @param chunks - Its bytes in order.
+   * @returns The snapshot, reading from memory. Rejects with `STOPPED` after `close()`,
+   * and with the stream's error when it throws.
+   */
+  async writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    if (this.closed) throw new RaftError("STOPPED", "MemoryStorage.writeSnapshot after close");
+    return { meta, data: snapshotDataOf(await collectChunks(chunks)) };
   }
 
   /**

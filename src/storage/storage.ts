@@ -1,6 +1,6 @@
-import type { Entry, HardState, Snapshot } from "../core/messages.js";
+import type { Entry, HardState, Snapshot, SnapshotData, SnapshotMeta } from "../core/messages.js";
 
-export type { Snapshot };
+export type { Snapshot, SnapshotData };
 
 /**
  * What a node finds in its storage when it starts.
@@ -35,7 +35,7 @@ export interface StorageBatch {
    */
   readonly entries?: readonly Entry[];
   /**
-   * A snapshot received from the leader. It replaces the stored snapshot and the whole
+   * A snapshot received from the leader, written by {@link RaftStorage.writeSnapshot}. It replaces the stored snapshot and the whole
    * log: every stored entry is removed and the log restarts after the snapshot
    * (`firstIndex = meta.index + 1`, `compactedTerm = meta.term`). Applied before `entries`.
    */
@@ -62,7 +62,9 @@ export interface StorageCapabilities {
  * The durable sink for a node's hard state and log. The node keeps its own in-memory
  * view of the log and never reads back from storage except at start.
  *
- * Contract: calls never overlap (the node waits for each `save` before the next); a
+ * Contract: `save` and `compact` never overlap (the node waits for each before the
+ * next); `writeSnapshot` may run alongside them, and its result counts for nothing until
+ * a `compact` or a `save` names it. A
  * resolved `save` means durable (for adapters whose capabilities say `durable`); a
  * rejected one stops the node. Adapters reject with a `RaftError`: `STOPPED` after
  * `close()`, `STORAGE` when a write fails or the store is not this node's, `CORRUPT` when
@@ -75,6 +77,7 @@ export interface StorageCapabilities {
  *   readonly capabilities = { durable: true };
  *   async load(): Promise<StoredState> { ... }
  *   async save(batch: StorageBatch): Promise<void> { ... } // atomic, then fsync
+ *   async writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> { ... }
  *   async compact(snapshot: Snapshot, compactTo: number, compactToTerm: number): Promise<void> { ... }
  *   async close(): Promise<void> { ... }
  * }
@@ -98,12 +101,24 @@ export interface RaftStorage {
    */
   save(batch: StorageBatch): Promise<void>;
   /**
+   * Durably writes a snapshot's bytes as they stream in, aside: it becomes the node's
+   * snapshot only when a later `compact` (one this node took) or `save` (one received from
+   * the leader) names it, and until then a crash or `load()` may discard it. Large
+   * snapshots belong in files, written to a temporary name, synced and renamed.
+   * @param meta - What the snapshot covers.
+   * @param chunks - Its bytes in order. When the stream throws (a transfer was abandoned),
+   * the write is abandoned too: reject with that error and leave nothing behind.
+   * @returns The stored snapshot, whose `data` reads the bytes back. That handle must stay
+   * readable while it is held, even once a newer snapshot replaced this one.
+   */
+  writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot>;
+  /**
    * Durably stores a snapshot this node took of its own state machine and removes the
    * entries up to and including `compactTo` (at most `snapshot.meta.index`; entries after
    * it stay, so that slow followers can still catch up from the log). `compactToTerm` is
    * the term of the entry at `compactTo`, returned later as `compactedTerm`. Atomic: after
    * a crash either the old snapshot and log or the new ones are there.
-   * @param snapshot - The snapshot to store; it replaces the stored one.
+   * @param snapshot - The snapshot to store, from {@link RaftStorage.writeSnapshot}; it replaces the stored one.
    * @param compactTo - The last index to remove from the log.
    * @param compactToTerm - The term of the entry at `compactTo`.
    * @returns Resolves once durable; rejects with `STORAGE` (or `STOPPED` after close).

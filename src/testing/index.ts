@@ -36,7 +36,9 @@ export type {
   SnapshotMeta,
   TimeoutNowMessage,
 } from "../core/messages.js";
-export type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+export type { RaftStorage, Snapshot, SnapshotData, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+export { collectChunks, snapshotBytes, snapshotChunks, snapshotDataOf, snapshotSlice, sourceChunks } from "../snapshot-data.js";
+export type { SnapshotSource } from "../snapshot-data.js";
 export type { MessageHandler, Transport } from "../transport/transport.js";
 export type { ApplyMeta, StateMachine } from "../state-machine.js";
 export type { KvCommand, KvResult } from "../kv/commands.js";

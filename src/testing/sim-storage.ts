@@ -1,4 +1,6 @@
+import type { SnapshotMeta } from "../core/messages.js";
 import type { RaftStorage, Snapshot, StorageBatch, StorageCapabilities, StoredState } from "../storage/storage.js";
+import { collectChunks, snapshotDataOf } from "../snapshot-data.js";
 import { LogImage } from "../storage/log-image.js";
 import type { Prng } from "./prng.js";
 import type { Scheduler } from "./scheduler.js";
@@ -73,6 +75,19 @@ export class SimStorage implements RaftStorage {
       this.disk.image.apply(batch);
       if (batch.sync !== false) this.disk.syncedHardState = this.disk.image.hardState;
     });
+  }
+
+  /**
+   * Collects a snapshot's bytes, then completes after a random latency (never once the
+   * storage crashed). Nothing is on the disk until a `compact` or `save` names it.
+   * @param meta - What the snapshot covers.
+   * @param chunks - Its bytes in order.
+   * @returns The snapshot, reading from memory.
+   */
+  async writeSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>): Promise<Snapshot> {
+    const snapshot = { meta, data: snapshotDataOf(await collectChunks(chunks)) };
+    await this.write(() => {});
+    return snapshot;
   }
 
   /**

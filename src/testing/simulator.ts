@@ -7,6 +7,7 @@ import type { ReadOptions, RequestOptions } from "../node/proposals.js";
 import { RaftNode } from "../node/raft-node.js";
 import { SessionStateMachine, type SessionCommand, type SessionResult } from "../node/sessions.js";
 import type { ApplyMeta, StateMachine } from "../state-machine.js";
+import { snapshotBytes, snapshotSlice, sourceChunks, type SnapshotData, type SnapshotSource } from "../snapshot-data.js";
 import { checkLinearizable, HistoryRecorder, partitionBy, type History, type Model, type Operation } from "./linearizability.js";
 import { Prng } from "./prng.js";
 import { SafetyChecker } from "./safety.js";
@@ -359,8 +360,8 @@ class RegisterMap implements StateMachine<{ key: string; value: number }, number
     if (delay === undefined) return bytes;
     return new Promise((resolve) => delay(() => resolve(bytes)));
   }
-  restore(data: Uint8Array): void {
-    this.values = new Map(JSON.parse(new TextDecoder().decode(data)) as [string, number][]);
+  async restore(data: SnapshotData): Promise<void> {
+    this.values = new Map(JSON.parse(new TextDecoder().decode(await snapshotBytes(data))) as [string, number][]);
   }
 }
 
@@ -387,14 +388,24 @@ const registerMapModel: Model<number | null, RegisterOp, number | null> = {
 /** The real-time budget of the linearizability check of one run. */
 const LINEARIZABILITY_BUDGET_MS = 5000;
 
-/** The simulator's snapshot: the user's state plus which commands it includes. */
-function encodeSimSnapshot(ids: Iterable<string>, user: Uint8Array): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ ids: [...ids], user: Buffer.from(user).toString("base64") }));
+/**
+ * The simulator's snapshot: which commands it includes (a 4-byte length and JSON), then
+ * the user's state machine's own snapshot, streamed through.
+ */
+async function* encodeSimSnapshot(ids: readonly string[], user: SnapshotSource): AsyncGenerator<Uint8Array, void, undefined> {
+  const header = new TextEncoder().encode(JSON.stringify(ids));
+  const prefix = new Uint8Array(4 + header.byteLength);
+  new DataView(prefix.buffer).setUint32(0, header.byteLength);
+  prefix.set(header, 4);
+  yield prefix;
+  yield* sourceChunks(user);
 }
 
-function decodeSimSnapshot(data: Uint8Array): { ids: string[]; user: Uint8Array } {
-  const raw = JSON.parse(new TextDecoder().decode(data)) as { ids: string[]; user: string };
-  return { ids: raw.ids, user: new Uint8Array(Buffer.from(raw.user, "base64")) };
+async function decodeSimSnapshot(data: SnapshotData): Promise<{ ids: string[]; user: SnapshotData }> {
+  const length = await data.read(0, 4);
+  const headerBytes = new DataView(length.buffer, length.byteOffset, 4).getUint32(0);
+  const header = await data.read(4, headerBytes);
+  return { ids: JSON.parse(new TextDecoder().decode(header)) as string[], user: snapshotSlice(data, 4 + headerBytes) };
 }
 
 /**
@@ -619,18 +630,14 @@ class Simulation<Cmd, Result> {
       // So the ids are copied now, and the answer is a promise only when the user's is.
       stateMachine.snapshot = () => {
         const ids = [...appliedIds];
-        const bytes = snapshotUser();
-        if (!(bytes instanceof Promise)) {
+        const captured = snapshotUser();
+        return (async function* () {
+          yield* encodeSimSnapshot(ids, await captured);
           counts.snapshots++;
-          return encodeSimSnapshot(ids, bytes);
-        }
-        return bytes.then((b) => {
-          counts.snapshots++;
-          return encodeSimSnapshot(ids, b);
-        });
+        })();
       };
       stateMachine.restore = async (data) => {
-        const { ids, user: bytes } = decodeSimSnapshot(data);
+        const { ids, user: bytes } = await decodeSimSnapshot(data);
         await restoreUser(bytes);
         appliedIds = ids;
         checker.onRestore(id, ids);

@@ -4,7 +4,8 @@
  * with the same shape), so the suite imports no runner.
  */
 import type { Entry, EntryType, HardState, SnapshotMeta } from "../core/messages.js";
-import type { RaftStorage, Snapshot, StoredState } from "../storage/storage.js";
+import type { RaftStorage, Snapshot, SnapshotData, StoredState } from "../storage/storage.js";
+import { snapshotBytes } from "../snapshot-data.js";
 import { isRaftError } from "../errors.js";
 
 /**
@@ -102,21 +103,31 @@ export function storageConformance(options: StorageConformanceOptions): void {
     expect(await outcome(promise)).toBe(code);
   };
   /** The log's start, its entries and its snapshot (data compared byte for byte). */
-  const expectLog = (actual: StoredState, firstIndex: number, compactedTerm: number, entries: readonly Entry[], snapshot: Snapshot | null): void => {
+  const expectLog = async (actual: StoredState, firstIndex: number, compactedTerm: number, entries: readonly Entry[], snapshot: Snapshot | null): Promise<void> => {
     expect({ firstIndex: actual.firstIndex, compactedTerm: actual.compactedTerm }).toEqual({ firstIndex, compactedTerm });
     expectEntries(actual, entries);
-    expectSnapshot(actual.snapshot, snapshot);
+    await expectSnapshot(actual.snapshot, snapshot);
   };
-  const expectSnapshot = (actual: Snapshot | null, expected: Snapshot | null): void => {
+  const expectSnapshot = async (actual: Snapshot | null, expected: Snapshot | null): Promise<void> => {
     if (actual === null || expected === null) {
       expect(actual === null ? null : "a snapshot").toEqual(expected === null ? null : "a snapshot");
       return;
     }
     expect(actual.meta).toEqual(expected.meta);
-    expect(actual.data instanceof Uint8Array).toBe(true);
+    const want = expectedBytes.get(expected)!;
+    await expectData(actual.data, want);
+  };
+  /** Reads `data` whole and in pieces, and compares with `want`. */
+  const expectData = async (data: SnapshotData, want: Uint8Array): Promise<void> => {
+    expect(data.byteLength).toBe(want.byteLength);
     // Length and first difference rather than a deep compare: multi-MB arrays diff slowly and unreadably.
-    expect(actual.data.byteLength).toBe(expected.data.byteLength);
-    expect(firstDifference(actual.data, expected.data)).toBe(-1);
+    expect(firstDifference(await snapshotBytes(data), want)).toBe(-1);
+    if (want.byteLength > 2) {
+      const mid = want.byteLength >> 1;
+      expect(firstDifference(await data.read(mid, 2), want.subarray(mid, mid + 2))).toBe(-1);
+      // A read past the end returns what there is.
+      expect(firstDifference(await data.read(want.byteLength - 1, 10), want.subarray(want.byteLength - 1))).toBe(-1);
+    }
   };
 
   describe(`storage conformance: ${name}`, () => {
@@ -124,10 +135,10 @@ export function storageConformance(options: StorageConformanceOptions): void {
       expect(typeof s.storage.capabilities.durable).toBe("boolean");
       const state = await s.storage.load();
       expect(state.hardState).toEqual({ term: 0, vote: null, commit: 0 });
-      expectLog(state, 1, 0, [], null);
+      await expectLog(state, 1, 0, [], null);
       const again = await s.restart();
       expect(again.hardState).toEqual({ term: 0, vote: null, commit: 0 });
-      expectLog(again, 1, 0, [], null);
+      await expectLog(again, 1, 0, [], null);
     }));
 
     it("appends entries and reads back every range in index order", withStorage(async (s) => {
@@ -264,111 +275,142 @@ export function storageConformance(options: StorageConformanceOptions): void {
       const log = [...range(1, 4, 1), ...range(5, 10, 2)];
       await s.storage.save({ hardState: hs(2, "n1", 8), entries: log });
       // Slow followers may still need 6..7: compaction stops short of the snapshot's index.
-      const first = snap(7, 2, 1_000, 1);
+      const first = await written(s.storage, snap(7, 2, 1_000, 1));
       await s.storage.compact(first, 5, 2);
       let state = await s.restart();
       expect(state.hardState).toEqual(hs(2, "n1", 8));
-      expectLog(state, 6, 2, log.slice(5), first);
+      await expectLog(state, 6, 2, log.slice(5), first);
       // The log goes on after the compacted prefix; rewriting that prefix is refused.
       await s.storage.save({ entries: range(11, 12, 3) });
       await expectCode(s.storage.save({ entries: range(5, 6, 3) }), "STORAGE");
       state = await s.restart();
-      expectLog(state, 6, 2, [...log.slice(5), ...range(11, 12, 3)], first);
+      await expectLog(state, 6, 2, [...log.slice(5), ...range(11, 12, 3)], first);
       // A later snapshot whose compaction point is already compacted replaces only the snapshot.
-      const second = snap(9, 2, 0, 2);
+      const second = await written(s.storage, snap(9, 2, 0, 2));
       await s.storage.compact(second, 4, 1);
       state = await s.restart();
-      expectLog(state, 6, 2, [...log.slice(5), ...range(11, 12, 3)], second);
+      await expectLog(state, 6, 2, [...log.slice(5), ...range(11, 12, 3)], second);
       // Compacting everything, up to the last entry, leaves an empty log after the snapshot.
-      const third = snap(12, 3, 10, 3);
+      const third = await written(s.storage, snap(12, 3, 10, 3));
       await s.storage.compact(third, 12, 3);
       state = await s.restart();
-      expectLog(state, 13, 3, [], third);
+      await expectLog(state, 13, 3, [], third);
       await s.storage.save({ entries: range(13, 13, 3) });
-      expectLog(await s.restart(), 13, 3, range(13, 13, 3), third);
+      await expectLog(await s.restart(), 13, 3, range(13, 13, 3), third);
     }));
 
     it("rejects a compaction past the snapshot or beyond the last entry, changing nothing", withStorage(async (s) => {
       await s.storage.load();
       await s.storage.save({ hardState: hs(1, null, 5), entries: range(1, 10, 1) });
-      await expectCode(s.storage.compact(snap(5, 1, 10, 1), 6, 1), "STORAGE");
-      await expectCode(s.storage.compact(snap(11, 1, 10, 1), 11, 1), "STORAGE");
-      await expectCode(s.storage.compact(snap(11, 1, 10, 1), 5, 1), "STORAGE");
-      expectLog(await s.restart(), 1, 0, range(1, 10, 1), null);
+      await expectCode(s.storage.compact(await written(s.storage, snap(5, 1, 10, 1)), 6, 1), "STORAGE");
+      await expectCode(s.storage.compact(await written(s.storage, snap(11, 1, 10, 1)), 11, 1), "STORAGE");
+      await expectCode(s.storage.compact(await written(s.storage, snap(11, 1, 10, 1)), 5, 1), "STORAGE");
+      await expectLog(await s.restart(), 1, 0, range(1, 10, 1), null);
       // Still usable afterwards.
-      const ok = snap(10, 1, 10, 1);
+      const ok = await written(s.storage, snap(10, 1, 10, 1));
       await s.storage.compact(ok, 10, 1);
-      expectLog(await s.restart(), 11, 1, [], ok);
+      await expectLog(await s.restart(), 11, 1, [], ok);
       // A snapshot older than what was compacted would leave a hole in the history.
-      await expectCode(s.storage.compact(snap(8, 1, 10, 1), 8, 1), "STORAGE");
-      expectLog(await s.restart(), 11, 1, [], ok);
+      await expectCode(s.storage.compact(await written(s.storage, snap(8, 1, 10, 1)), 8, 1), "STORAGE");
+      await expectLog(await s.restart(), 11, 1, [], ok);
     }));
 
     it("installs a snapshot through save, replacing the whole log", withStorage(async (s) => {
       await s.storage.load();
       await s.storage.save({ hardState: hs(1, "n1", 3), entries: range(1, 10, 1) });
       // Beyond the log: the log restarts after the snapshot, with the batch's entries after it.
-      const ahead = snap(20, 3, 5_000, 4);
+      const ahead = await written(s.storage, snap(20, 3, 5_000, 4));
       await s.storage.save({ snapshot: ahead, entries: range(21, 23, 3), hardState: hs(3, null, 20) });
       let state = await s.restart();
       expect(state.hardState).toEqual(hs(3, null, 20));
-      expectLog(state, 21, 3, range(21, 23, 3), ahead);
+      await expectLog(state, 21, 3, range(21, 23, 3), ahead);
       await s.storage.save({ entries: range(24, 24, 3) });
-      expectLog(await s.restart(), 21, 3, range(21, 24, 3), ahead);
+      await expectLog(await s.restart(), 21, 3, range(21, 24, 3), ahead);
       // Inside the log: every entry goes, those after the snapshot's index too.
-      const behind = snap(22, 3, 1, 5);
+      const behind = await written(s.storage, snap(22, 3, 1, 5));
       await s.storage.save({ snapshot: behind });
       state = await s.restart();
       expect(state.hardState).toEqual(hs(3, null, 20));
-      expectLog(state, 23, 3, [], behind);
+      await expectLog(state, 23, 3, [], behind);
       await s.storage.save({ entries: range(23, 24, 4) });
-      expectLog(await s.restart(), 23, 3, range(23, 24, 4), behind);
+      await expectLog(await s.restart(), 23, 3, range(23, 24, 4), behind);
     }));
 
     it("rejects an install whose entries do not start right after the snapshot, writing none of it", withStorage(async (s) => {
       await s.storage.load();
       await s.storage.save({ hardState: hs(1, null, 0), entries: range(1, 3, 1) });
-      await expectCode(s.storage.save({ snapshot: snap(10, 2, 10, 1), entries: range(12, 12, 2), hardState: hs(2, null, 10) }), "STORAGE");
-      await expectCode(s.storage.save({ snapshot: snap(10, 2, 10, 1), entries: range(10, 11, 2) }), "STORAGE");
+      await expectCode(s.storage.save({ snapshot: await written(s.storage, snap(10, 2, 10, 1)), entries: range(12, 12, 2), hardState: hs(2, null, 10) }), "STORAGE");
+      await expectCode(s.storage.save({ snapshot: await written(s.storage, snap(10, 2, 10, 1)), entries: range(10, 11, 2) }), "STORAGE");
       const state = await s.restart();
       expect(state.hardState).toEqual(hs(1, null, 0));
-      expectLog(state, 1, 0, range(1, 3, 1), null);
+      await expectLog(state, 1, 0, range(1, 3, 1), null);
     }));
 
     it("round-trips snapshot bytes exactly: empty, small and multi-MB", withStorage(async (s) => {
       await s.storage.load();
       await s.storage.save({ entries: range(1, 3, 1) });
-      const empty = snap(1, 1, 0, 6);
+      const empty = await written(s.storage, snap(1, 1, 0, 6));
       await s.storage.compact(empty, 1, 1);
-      expectLog(await s.restart(), 2, 1, range(2, 3, 1), empty);
+      await expectLog(await s.restart(), 2, 1, range(2, 3, 1), empty);
       // Every byte value, at positions that a truncation or an offset mistake would shift.
-      const big: Snapshot = { meta: meta(3, 1, ["n1", "n2", "n3"], ["l1"], ["n0"]), data: noise(6 * 1024 * 1024 + 17, 7) };
+      const big = await written(s.storage, { meta: meta(3, 1, ["n1", "n2", "n3"], ["l1"], ["n0"]), bytes: noise(6 * 1024 * 1024 + 17, 7) });
       await s.storage.compact(big, 2, 1);
-      expectLog(await s.restart(), 3, 1, range(3, 3, 1), big);
-      const installed: Snapshot = { meta: meta(50, 4, ["n1"], [], []), data: noise(3 * 1024 * 1024, 8) };
+      await expectLog(await s.restart(), 3, 1, range(3, 3, 1), big);
+      const installed = await written(s.storage, { meta: meta(50, 4, ["n1"], [], []), bytes: noise(3 * 1024 * 1024, 8) });
       await s.storage.save({ snapshot: installed });
-      expectLog(await s.restart(), 51, 4, [], installed);
+      await expectLog(await s.restart(), 51, 4, [], installed);
+    }));
+
+    it("writes snapshots aside: only a compact or save makes one the node's, and a handle outlives its replacement", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ entries: range(1, 10, 1) });
+      const first = await written(s.storage, snap(5, 1, 70_000, 14));
+      // Written but not named: the store still has no snapshot.
+      await expectLog(await s.restart(), 1, 0, range(1, 10, 1), null);
+      const again = await written(s.storage, snap(5, 1, 70_000, 14));
+      await s.storage.compact(again, 4, 1);
+      const second = await written(s.storage, snap(8, 1, 50_000, 15));
+      await s.storage.compact(second, 7, 1);
+      // A leader may still be sending the replaced snapshot: its handle reads as before.
+      await expectData(again.data, expectedBytes.get(again)!);
+      await expectLog(await s.restart(), 8, 1, range(8, 10, 1), second);
+      expect(first.meta.index).toBe(5);
+    }));
+
+    it("abandons a snapshot write whose stream throws, keeping the stored snapshot", withStorage(async (s) => {
+      await s.storage.load();
+      await s.storage.save({ entries: range(1, 10, 1) });
+      const kept = await written(s.storage, snap(4, 1, 1_000, 16));
+      await s.storage.compact(kept, 3, 1);
+      const broken = async function* (): AsyncGenerator<Uint8Array, void, undefined> {
+        yield new Uint8Array(100_000);
+        throw new Error("transfer abandoned");
+      };
+      expect(await outcome(s.storage.writeSnapshot(snap(9, 1, 0, 0).meta, broken()))).toBe("not a RaftError: Error: transfer abandoned");
+      // The store works on, and still holds the snapshot it had.
+      await s.storage.save({ entries: range(11, 11, 1) });
+      await expectLog(await s.restart(), 4, 1, range(4, 11, 1), kept);
     }));
 
     it("lets a reopened instance see compactions and installs (durable adapters)", withStorage(async (s) => {
       if (!s.canReopen) return;
       await s.storage.load();
       await s.storage.save({ hardState: hs(1, "n1", 0), entries: range(1, 20, 1) });
-      const compacted = snap(15, 1, 2_000, 9);
+      const compacted = await written(s.storage, snap(15, 1, 2_000, 9));
       await s.storage.compact(compacted, 12, 1);
       await s.storage.save({ hardState: hs(2, "n2", 15), entries: range(18, 25, 2) });
       let state = await s.restart();
       expect(state.hardState).toEqual(hs(2, "n2", 15));
-      expectLog(state, 13, 1, [...range(13, 17, 1), ...range(18, 25, 2)], compacted);
-      const installed = snap(100, 5, 3_000, 10);
+      await expectLog(state, 13, 1, [...range(13, 17, 1), ...range(18, 25, 2)], compacted);
+      const installed = await written(s.storage, snap(100, 5, 3_000, 10));
       await s.storage.save({ snapshot: installed, entries: range(101, 102, 5), hardState: hs(5, "n3", 100) });
       state = await s.restart();
       expect(state.hardState).toEqual(hs(5, "n3", 100));
-      expectLog(state, 101, 5, range(101, 102, 5), installed);
+      await expectLog(state, 101, 5, range(101, 102, 5), installed);
       // And a compaction on top of the installed snapshot.
-      const again = snap(102, 5, 10, 11);
+      const again = await written(s.storage, snap(102, 5, 10, 11));
       await s.storage.compact(again, 101, 5);
-      expectLog(await s.restart(), 102, 5, range(102, 102, 5), again);
+      await expectLog(await s.restart(), 102, 5, range(102, 102, 5), again);
     }));
 
     it("orders compactions and installs with the saves around them", withStorage(async (s) => {
@@ -382,18 +424,18 @@ export function storageConformance(options: StorageConformanceOptions): void {
       // None awaited: the compaction must see the entries saved before it, and the saves
       // after it must land after it.
       for (let i = 1; i <= 50; i++) track(s.storage.save({ hardState: hs(1, null, i - 1), entries: [entry(i, 1)] }));
-      const compacted = snap(40, 1, 100, 12);
+      const compacted = await written(s.storage, snap(40, 1, 100, 12));
       track(s.storage.compact(compacted, 30, 1));
       for (let i = 51; i <= 60; i++) track(s.storage.save({ entries: [entry(i, 1)] }));
       track(s.storage.save({ entries: range(55, 56, 2) }));
       await Promise.all(calls);
       expect(settled).toEqual(calls.map((_, n) => n));
-      expectLog(await s.restart(), 31, 1, [...range(31, 54, 1), ...range(55, 56, 2)], compacted);
+      await expectLog(await s.restart(), 31, 1, [...range(31, 54, 1), ...range(55, 56, 2)], compacted);
 
       calls.length = 0;
       settled.length = 0;
       track(s.storage.save({ entries: range(57, 60, 2) }));
-      const installed = snap(70, 3, 100, 13);
+      const installed = await written(s.storage, snap(70, 3, 100, 13));
       track(s.storage.save({ snapshot: installed, entries: range(71, 72, 3), hardState: hs(3, null, 70) }));
       track(s.storage.save({ entries: range(73, 75, 3) }));
       track(s.storage.save({ hardState: hs(3, "n1", 74) }));
@@ -401,15 +443,17 @@ export function storageConformance(options: StorageConformanceOptions): void {
       expect(settled).toEqual(calls.map((_, n) => n));
       const state = await s.restart();
       expect(state.hardState).toEqual(hs(3, "n1", 74));
-      expectLog(state, 71, 3, range(71, 75, 3), installed);
+      await expectLog(state, 71, 3, range(71, 75, 3), installed);
     }));
 
     it("rejects a compaction after close with STOPPED", withStorage(async (s) => {
       await s.storage.load();
       await s.storage.save({ entries: range(1, 2, 1) });
+      const early = await written(s.storage, snap(1, 1, 1, 1));
       await s.storage.close();
-      await expectCode(s.storage.compact(snap(1, 1, 1, 1), 1, 1), "STOPPED");
-      await expectCode(s.storage.save({ snapshot: snap(5, 1, 1, 1) }), "STOPPED");
+      await expectCode(s.storage.compact(early, 1, 1), "STOPPED");
+      await expectCode(s.storage.save({ snapshot: early }), "STOPPED");
+      await expectCode(s.storage.writeSnapshot(snap(2, 1, 1, 1).meta, unevenChunks(new Uint8Array(3))), "STOPPED");
     }));
 
     it("keeps order over concurrent saves, truncations included", withStorage(async (s) => {
@@ -491,9 +535,35 @@ function meta(index: number, term: number, voters: string[], learners: string[],
   return { index, term, config: { voters, learners, outgoingVoters } };
 }
 
+/** What a test stores as a snapshot: its metadata and bytes. */
+interface SnapshotSpec {
+  readonly meta: SnapshotMeta;
+  readonly bytes: Uint8Array;
+}
+
 /** A snapshot at `index`/`term` with `length` bytes of data derived from `seed`. */
-function snap(index: number, term: number, length: number, seed: number): Snapshot {
-  return { meta: meta(index, term, ["n1", "n2", "n3"], [], []), data: bytes(length, seed) };
+function snap(index: number, term: number, length: number, seed: number): SnapshotSpec {
+  return { meta: meta(index, term, ["n1", "n2", "n3"], [], []), bytes: bytes(length, seed) };
+}
+
+/** The bytes each snapshot written by {@link written} should read back as. */
+const expectedBytes = new WeakMap<Snapshot, Uint8Array>();
+
+/** Writes `spec` through `writeSnapshot`, streamed in uneven chunks, as a node does. */
+async function written(storage: RaftStorage, spec: SnapshotSpec): Promise<Snapshot> {
+  const snapshot = await storage.writeSnapshot(spec.meta, unevenChunks(spec.bytes));
+  expectedBytes.set(snapshot, spec.bytes);
+  return snapshot;
+}
+
+/** `data` in chunks of 1, 1,000 and 64 KiB + 3 bytes, over and over: boundaries land everywhere. */
+async function* unevenChunks(data: Uint8Array): AsyncGenerator<Uint8Array, void, undefined> {
+  const sizes = [1, 1000, 65_539];
+  for (let offset = 0, k = 0; offset < data.byteLength; k++) {
+    const end = Math.min(data.byteLength, offset + sizes[k % sizes.length]!);
+    yield data.slice(offset, end);
+    offset = end;
+  }
 }
 
 /** Pseudo-random bytes (xorshift32), so that every byte value occurs and no short period hides a shift. */

@@ -14,6 +14,9 @@ import type {
   MessageType,
   NodeId,
   RequestVoteMessage,
+  Snapshot,
+  SnapshotData,
+  SnapshotMeta,
 } from "../../src/core/messages.js";
 import { Raft, type RaftOptions } from "../../src/core/raft.js";
 import type { ProposalOutcome, Ready, ReadState } from "../../src/core/ready.js";
@@ -84,6 +87,34 @@ export function newRaft(id: NodeId, spec: NodeSpec = {}): Raft {
   return new Raft({ ...DEFAULTS, ...spec.options, id }, { hardState, entries: spec.entries ?? [], firstIndex: 1, config });
 }
 
+/**
+ * Snapshot bytes held in memory, readable synchronously by the harness (a real driver
+ * reads a `SnapshotData` asynchronously; the core never reads it at all).
+ */
+class MemorySnapshotData implements SnapshotData {
+  constructor(readonly bytes: Uint8Array) {}
+  get byteLength(): number {
+    return this.bytes.byteLength;
+  }
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    return this.bytes.subarray(offset, offset + length);
+  }
+}
+
+/** A snapshot whose bytes the harness can read synchronously. */
+export function memorySnapshot(meta: SnapshotMeta, bytes: Uint8Array): Snapshot {
+  return { meta, data: new MemorySnapshotData(bytes) };
+}
+
+/** The bytes of a snapshot made by {@link memorySnapshot} (or installed by {@link drain}). */
+export function bytesOf(snapshot: Snapshot): Uint8Array {
+  if (!(snapshot.data instanceof MemorySnapshotData)) throw new Error("not a harness snapshot");
+  return snapshot.data.bytes;
+}
+
+/** Per core: the chunks of the snapshot arriving from the leader, as a driver would write them. */
+const arriving = new WeakMap<Raft, Uint8Array[]>();
+
 /** What draining a core's Ready produced, all Readies merged. */
 export interface Drained {
   readies: Ready[];
@@ -92,16 +123,40 @@ export interface Drained {
   committed: Entry[];
   readStates: ReadState[];
   proposals: ProposalOutcome[];
+  /** Snapshots received from a leader and installed. */
+  installed: Snapshot[];
 }
 
 /** Handles every Ready the core has, as a driver would: persist (nothing to do), send (collect), apply, advance. */
 export function drain(r: Raft): Drained {
-  const d: Drained = { readies: [], messages: [], entries: [], committed: [], readStates: [], proposals: [] };
+  const d: Drained = { readies: [], messages: [], entries: [], committed: [], readStates: [], proposals: [], installed: [] };
   while (r.hasReady()) {
     const rd = r.ready();
+    // Snapshot chunks: written (collected) as they arrive, installed when complete.
+    for (const c of rd.snapshotIn) {
+      if (c.offset === 0) arriving.set(r, []);
+      arriving.get(r)!.push(c.data);
+    }
+    if (rd.snapshot !== null) {
+      const installed = memorySnapshot(rd.snapshot, concat(arriving.get(r)!));
+      arriving.delete(r);
+      d.installed.push(installed);
+      r.snapshotInstalled(installed);
+    }
     r.advance(rd);
     d.readies.push(rd);
-    d.messages.push(...rd.earlyMessages, ...rd.messages);
+    // Chunks to send: read at once (a driver reads them asynchronously).
+    const chunks: Message[] = rd.snapshotOut.map((c) => ({
+      type: "InstallSnapshot",
+      from: r.id,
+      to: c.to,
+      term: c.term,
+      meta: c.meta,
+      offset: c.offset,
+      data: (c.source as MemorySnapshotData).bytes.slice(c.offset, c.offset + c.length),
+      done: c.done,
+    }));
+    d.messages.push(...rd.earlyMessages, ...chunks, ...rd.messages);
     d.entries.push(...rd.entries);
     d.committed.push(...rd.committedEntries);
     d.readStates.push(...rd.readStates);
@@ -238,4 +293,14 @@ export class Network {
     if (this.holds.some((rule) => rule(m))) this.held.push(m);
     else this.queue.push(m);
   }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 // InstallSnapshot: Raft paper §7.
 import { describe, expect, it } from "vitest";
 import type { InstallSnapshotMessage } from "../../src/core/messages.js";
-import { drain, log, newRaft, ofType } from "./harness.js";
+import { bytesOf, drain, log, memorySnapshot, newRaft, ofType } from "./harness.js";
 
 const ABC = ["a", "b", "c"];
 const config = { voters: ABC, learners: [], outgoingVoters: [] };
@@ -27,8 +27,9 @@ describe("InstallSnapshot (§7)", () => {
     expect(ofType(drain(b).messages, "InstallSnapshotResponse")).toMatchObject([{ index: 5, offset: 1 }]);
     b.step(chunk(5, 3, [8], 1, true));
     const rd = drain(b);
-    const installed = rd.readies.find((r) => r.snapshot !== null)!.snapshot!;
-    expect([...installed.data]).toEqual([9, 8]);
+    expect(rd.readies.find((r) => r.snapshot !== null)!.snapshot).toMatchObject({ index: 5, term: 3 });
+    expect(rd.installed.map((s) => [...bytesOf(s)])).toEqual([[9, 8]]);
+    expect(b.snapshot?.meta.index).toBe(5);
     expect(b.log.lastIndex()).toBe(5);
     expect(b.log.firstIndex()).toBe(6);
     expect(ofType(rd.messages, "AppendEntriesResponse")).toMatchObject([{ success: true, index: 5 }]);
@@ -46,6 +47,28 @@ describe("InstallSnapshot (§7)", () => {
 });
 
 describe("sending a snapshot (§7)", () => {
+  it("a node that installed a snapshot sends it on only once the driver handed over the stored copy", () => {
+    // b installs a snapshot at 5; its bytes are in storage, not in the core. Until the
+    // driver calls snapshotInstalled, b has nothing to send a follower that needs them.
+    const b = newRaft("b", { peers: ABC, term: 3 });
+    b.step(chunk(5, 3, [7, 7]));
+    const rd = b.ready();
+    expect(rd.snapshot).toMatchObject({ index: 5 });
+    expect(rd.snapshotIn.map((c) => [...c.data])).toEqual([[7, 7]]);
+    b.advance(rd);
+    b.campaignNow();
+    drain(b);
+    for (const from of ["a", "c"]) b.step({ type: "RequestVoteResponse", from, to: "b", term: 4, preVote: false, granted: true });
+    expect(b.role).toBe("leader");
+    drain(b);
+    // a has nothing: its rejection sends b back to index 1, which b compacted.
+    b.step({ type: "AppendEntriesResponse", from: "a", to: "b", term: 4, success: false, index: 5, hintIndex: 1, hintTerm: 0 });
+    expect(drain(b).readies.flatMap((r) => r.snapshotOut)).toEqual([]);
+    b.snapshotInstalled(memorySnapshot({ index: 5, term: 3, config }, new Uint8Array([7, 7])));
+    const out = drain(b).readies.flatMap((r) => r.snapshotOut);
+    expect(out.map((c) => [c.to, c.meta.index, c.offset, c.length, c.done])).toEqual([["a", 5, 0, 2, true]]);
+  });
+
   it("finishes the transfer in progress even when the leader takes a newer snapshot meanwhile", async () => {
     const { Network, item } = await import("./harness.js");
     const net = Network.cluster(ABC, { snapshotChunkBytes: 4 });
@@ -54,7 +77,7 @@ describe("sending a snapshot (§7)", () => {
     net.isolate("c");
     for (let i = 0; i < 3; i++) a.propose([item()]);
     net.stabilize();
-    const older = { meta: { index: a.log.committed, term: a.term, config }, data: new Uint8Array(64).fill(1) };
+    const older = memorySnapshot({ index: a.log.committed, term: a.term, config }, new Uint8Array(64).fill(1));
     a.compact(older, a.log.committed);
     net.heal();
     // Chunks go out and are answered one round at a time; after the first round the leader
@@ -65,7 +88,7 @@ describe("sending a snapshot (§7)", () => {
     expect(ofType(net.sent, "InstallSnapshot", "c").length).toBeGreaterThan(0);
     a.propose([item()]);
     net.stabilize();
-    a.compact({ meta: { index: a.log.committed, term: a.term, config }, data: new Uint8Array(64).fill(2) }, a.log.committed);
+    a.compact(memorySnapshot({ index: a.log.committed, term: a.term, config }, new Uint8Array(64).fill(2)), a.log.committed);
     net.heal();
     net.release();
     net.stabilize();
