@@ -121,7 +121,7 @@ function randomMessage(rng: Rng, from = randomId(rng), to = randomId(rng)): Mess
     case 4:
       return { type: "RequestVote", from, to, term, preVote: b(), lastIndex: u(), lastTerm: u(), transfer: b() };
     case 5:
-      return { type: "RequestVoteResponse", from, to, term, preVote: b(), granted: b() };
+      return { type: "RequestVoteResponse", from, to, term, preVote: b(), granted: b(), commit: u(), commitTerm: u() };
     case 6:
       return {
         type: "Propose",

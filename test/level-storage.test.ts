@@ -573,6 +573,20 @@ describe("LevelStorage writeSnapshot", () => {
     expect(await snapshotFiles()).toEqual(["snapshot-0000000000000003.snap"]);
   });
 
+  it("removes a written snapshot that a newer one overtook once the newer one commits", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 10) });
+    // The node's own snapshot at 5 is written, but a leader's at 8 is installed before
+    // the node gets to compact with it: nothing will ever name the first file.
+    const overtaken = await s.writeSnapshot(snapshotMeta(5, 1), stream(chunkBytes(2)));
+    const installed = await s.writeSnapshot(snapshotMeta(8, 1), stream(chunkBytes(3)));
+    await s.save({ snapshot: installed });
+    expect(await snapshotFiles()).toEqual(["snapshot-0000000000000002.snap"]);
+    // Its handle still reads (it holds the file open).
+    expect(await snapshotBytes(overtaken.data)).toEqual(joined(chunkBytes(2)));
+  });
+
   it("abandons a write still waiting for chunks when the store closes", async () => {
     const s = storage();
     await s.load();

@@ -217,6 +217,15 @@ export interface RequestVoteResponseMessage extends MessageBase {
   readonly preVote: boolean;
   /** Whether the vote (or pre-vote) was granted. */
   readonly granted: boolean;
+  /**
+   * The voter's commit index, and the term of its entry there (0 and 0 when nothing is
+   * committed). A candidate that holds that very entry learns that it is committed: this
+   * is how a voter left in a joint configuration learns that the configuration after it
+   * was committed, when the only node that knows is one the change removed.
+   */
+  readonly commit: number;
+  /** The term of the voter's entry at `commit`. */
+  readonly commitTerm: number;
 }
 
 /**

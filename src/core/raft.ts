@@ -224,6 +224,9 @@ export class Raft {
       return;
     }
 
+    // Whatever its term, a vote answer says what the voter knows to be committed.
+    if (m.type === "RequestVoteResponse") this.learnCommit(m.commit, m.commitTerm);
+
     if (m.term > this.term) {
       if (m.type === "RequestVote" && !m.transfer && (this.inLease() || (m.preVote && this.heardFromLeaderRecently()))) {
         // Raft dissertation §4.2.3: a node that heard from a leader within the minimum
@@ -242,7 +245,7 @@ export class Raft {
         // check-quorum, nothing else would (its followers never raise their terms).
         this.send({ type: "AppendEntriesResponse", from: this.id, to: m.from, term: this.term, success: false, index: 0, hintIndex: 0, hintTerm: 0 });
       } else if (m.type === "RequestVote" && m.preVote) {
-        this.send({ type: "RequestVoteResponse", from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+        this.send({ type: "RequestVoteResponse", from: this.id, to: m.from, term: this.term, preVote: true, granted: false, ...this.commitPoint() });
       }
       return;
     }
@@ -626,7 +629,25 @@ export class Raft {
       this.electionElapsed = 0;
     }
     // A grant echoes the request's term (a pre-vote's is not ours yet); a refusal carries ours.
-    this.send({ type: "RequestVoteResponse", from: this.id, to: m.from, term: granted ? m.term : this.term, preVote: m.preVote, granted });
+    this.send({ type: "RequestVoteResponse", from: this.id, to: m.from, term: granted ? m.term : this.term, preVote: m.preVote, granted, ...this.commitPoint() });
+  }
+
+  /** This node's commit index and the term of its entry there, as vote answers carry them. */
+  private commitPoint(): { commit: number; commitTerm: number } {
+    const commit = this.log.committed;
+    return { commit, commitTerm: this.log.term(commit) ?? 0 };
+  }
+
+  /**
+   * Takes another node's word that its entry (`commit`, `commitTerm`) is committed. Safe
+   * from any node: a committed entry stays committed, and holding the same (index, term)
+   * means holding the same log up to it (Log Matching, Raft §5.3). A candidate stuck in a
+   * joint configuration needs this when the leader that committed the configuration after
+   * it was removed by that very change (it will not vote for us: its log is longer).
+   */
+  private learnCommit(commit: number, commitTerm: number): void {
+    if (this.role === "leader" || commit <= this.log.committed || commitTerm === 0) return;
+    if (this.log.matchTerm(commit, commitTerm)) this.log.commitTo(commit);
   }
 
   private handleVoteResponse(m: RequestVoteResponseMessage): void {

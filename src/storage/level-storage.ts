@@ -186,8 +186,6 @@ export class LevelStorage implements RaftStorage {
   // The log on disk, after the batches written so far: batches are built from it.
   private durableFirstIndex = 1;
   private durableLastIndex = 0;
-  /** The snapshot file the committed snapshot record names; removed once a newer one commits. */
-  private durableSnapshotFile: string | undefined;
   /** The generation of the next snapshot file: above every file that may exist, so never a reuse. */
   private nextGeneration = 1;
   /** Every handle this instance made, with the file it reads: a step naming one needs no copy. */
@@ -633,18 +631,20 @@ export class LevelStorage implements RaftStorage {
       this.fail(`LevelDB write at ${this.location} failed`, err, [step.waiter]);
       return;
     }
-    const previous = this.durableSnapshotFile;
-    this.durableSnapshotFile = file.fileName;
     this.liveFiles.add(file.fileName);
     this.durableFirstIndex = step.start.firstIndex;
     if (step.mode === "install") this.durableLastIndex = step.start.firstIndex + step.puts.length - 1;
-    if (previous !== undefined && previous !== file.fileName && !this.pinned.has(previous)) {
-      // Unreferenced since the commit. Removed before the caller hears back, so that a
-      // resolved compact() leaves one snapshot file; if this fails (or the process dies
-      // first) the next load removes it. Handles on it keep reading: they hold it open.
-      this.liveFiles.delete(previous);
-      await removeFile(this.location, previous).catch((err: unknown) =>
-        this.logger.warn("level storage could not remove an old snapshot file", { location: this.location, file: previous, error: String(err) }),
+    // Every other file is unreferenced since the commit: the previous snapshot's, and any
+    // written by writeSnapshot that no step named (a snapshot overtaken by a newer one),
+    // unless a queued step is about to name it. Removed before the caller hears back, so
+    // that a resolved compact() leaves one snapshot file; if this fails (or the process
+    // dies first) the next load removes them. Handles on them keep reading: they hold
+    // them open, and a later compact() with such a handle copies it.
+    for (const stale of [...this.liveFiles]) {
+      if (stale === file.fileName || this.pinned.has(stale)) continue;
+      this.liveFiles.delete(stale);
+      await removeFile(this.location, stale).catch((err: unknown) =>
+        this.logger.warn("level storage could not remove an old snapshot file", { location: this.location, file: stale, error: String(err) }),
       );
     }
     this.logger.debug(step.mode === "install" ? "level storage installed a snapshot" : "level storage compacted", {
@@ -700,7 +700,6 @@ export class LevelStorage implements RaftStorage {
       this.durableFirstIndex = stored.firstIndex;
       this.durableLastIndex = stored.firstIndex + stored.entries.length - 1;
       this.acceptedLastIndex = this.durableLastIndex;
-      this.durableSnapshotFile = snapshotFile?.fileName;
       this.logger.info("level storage opened", {
         location: this.location,
         nodeId: this.nodeId,

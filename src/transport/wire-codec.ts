@@ -226,7 +226,7 @@ export function encodedMessageSize(message: Message): number {
     case "RequestVoteResponse":
       boolSize(m.preVote, "preVote");
       boolSize(m.granted, "granted");
-      return n + 1;
+      return n + 1 + uintSize(m.commit, "commit") + uintSize(m.commitTerm, "commitTerm");
     case "Propose":
       return n + uintSize(m.requestId, "requestId") + proposedEntriesSize(m.entries);
     case "ProposeResponse":
@@ -344,7 +344,8 @@ export function encodeMessageInto(message: Message, target: Uint8Array, offset: 
       return writeUint(target, pos, m.lastTerm);
     case "RequestVoteResponse":
       target[pos++] = (m.preVote ? FLAG_PRE_VOTE : 0) | (m.granted ? FLAG_GRANTED : 0);
-      return pos;
+      pos = writeUint(target, pos, m.commit);
+      return writeUint(target, pos, m.commitTerm);
     case "Propose":
       pos = writeUint(target, pos, m.requestId);
       pos = writeUint(target, pos, m.entries.length);
@@ -589,7 +590,8 @@ function readBody(r: Reader, type: MessageType, from: NodeId, to: NodeId, term: 
     }
     case "RequestVoteResponse": {
       const flags = r.flags("flags", FLAG_PRE_VOTE | FLAG_GRANTED);
-      return { type, from, to, term, preVote: (flags & FLAG_PRE_VOTE) !== 0, granted: (flags & FLAG_GRANTED) !== 0 };
+      const commit = r.uint("commit");
+      return { type, from, to, term, preVote: (flags & FLAG_PRE_VOTE) !== 0, granted: (flags & FLAG_GRANTED) !== 0, commit, commitTerm: r.uint("commitTerm") };
     }
     case "Propose": {
       const requestId = r.uint("requestId");

@@ -1,6 +1,8 @@
 // Raft paper ("In Search of an Understandable Consensus Algorithm"): Figure 2, §5.1, §5.2, §5.4.1, §8.
 import { describe, expect, it } from "vitest";
-import { Network, appendEntries, drain, item, log, newRaft, ofType, requestVote, scripted } from "./harness.js";
+import { encodeConfig } from "../../src/core/membership.js";
+import type { Entry } from "../../src/core/messages.js";
+import { Network, appendEntries, drain, entriesFrom, item, log, newRaft, ofType, requestVote, scripted } from "./harness.js";
 
 const ABC = ["a", "b", "c"];
 
@@ -177,5 +179,46 @@ describe("elections (§5.2, §8)", () => {
     expect(b.role).toBe("follower");
     expect(b.term).toBe(2);
     expect(b.leader).toBe("a");
+  });
+});
+
+describe("vote answers carry the voter's commit point", () => {
+  const joint = { voters: ["b"], learners: [], outgoingVoters: ["a", "b"] };
+  const onlyB = { voters: ["b"], learners: [], outgoingVoters: [] };
+  /** Entries 1..3 of term 1; 4: enter the joint configuration; 5: leave it (a removed); 6: a command. */
+  function removalLog(upTo: number): Entry[] {
+    const entries: Entry[] = [...log(1, 1, 1), { index: 4, term: 1, type: "config", data: encodeConfig(joint) }, { index: 5, term: 1, type: "config", data: encodeConfig(onlyB) }, ...entriesFrom(6, 1)];
+    return entries.slice(0, upTo);
+  }
+
+  it("a voter stranded in a joint configuration learns from the removed node that it was left, and then wins alone", () => {
+    // a led, committed 5 (leaving the joint configuration without itself) and appended 6,
+    // then lost its leadership before b heard that 5 was committed. b still needs a's vote
+    // (a is in the joint configuration's outgoing half); a refuses it (a's log is longer)
+    // and, as a non-voter, never campaigns. Only a's commit point gets b out.
+    const a = newRaft("a", { config: onlyB, term: 1, commit: 5, entries: removalLog(6) });
+    const b = newRaft("b", { config: joint, term: 1, commit: 4, entries: removalLog(5) });
+    drain(a);
+    drain(b);
+    const net = new Network([a, b]);
+    for (let i = 0; i < 200 && b.role !== "leader"; i++) {
+      net.tickAll();
+      net.stabilize();
+    }
+    expect(b.role).toBe("leader");
+    expect(b.config).toEqual(onlyB);
+    // The first refusal told b that 5 is committed.
+    expect(ofType(net.sent, "RequestVoteResponse", "b")[0]).toMatchObject({ granted: false, commit: 5, commitTerm: 1 });
+  });
+
+  it("a commit point is taken only by a node holding that very entry", () => {
+    const b = newRaft("b", { peers: ["a", "b", "c"], term: 2, commit: 1, entries: log(1, 1, 1) });
+    b.campaignNow();
+    drain(b);
+    // a's entry 3 is of term 2; b's is of term 1: b learns nothing.
+    b.step({ type: "RequestVoteResponse", from: "a", to: "b", term: 3, preVote: false, granted: false, commit: 3, commitTerm: 2 });
+    expect(b.log.committed).toBe(1);
+    b.step({ type: "RequestVoteResponse", from: "c", to: "b", term: 3, preVote: false, granted: false, commit: 2, commitTerm: 1 });
+    expect(b.log.committed).toBe(2);
   });
 });

@@ -58,7 +58,7 @@ describe("sending a snapshot (§7)", () => {
     b.advance(rd);
     b.campaignNow();
     drain(b);
-    for (const from of ["a", "c"]) b.step({ type: "RequestVoteResponse", from, to: "b", term: 4, preVote: false, granted: true });
+    for (const from of ["a", "c"]) b.step({ type: "RequestVoteResponse", from, to: "b", term: 4, preVote: false, granted: true, commit: 0, commitTerm: 0 });
     expect(b.role).toBe("leader");
     drain(b);
     // a has nothing: its rejection sends b back to index 1, which b compacted.
