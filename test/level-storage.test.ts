@@ -573,6 +573,30 @@ describe("LevelStorage writeSnapshot", () => {
     expect(await snapshotFiles()).toEqual(["snapshot-0000000000000003.snap"]);
   });
 
+  it("deletes compacted entries after the compaction commits, and at load those a crash left", async () => {
+    const s = storage();
+    await s.load();
+    await s.save({ entries: entries(1, 2000) });
+    const snap = await s.writeSnapshot(snapshotMeta(1900, 1), stream(chunkBytes(1)));
+    await s.compact(snap, 1800, 1);
+    await s.close(); // waits for the deletion running behind the compaction
+    const entryCount = async (): Promise<number> => {
+      let n = 0;
+      await raw(async (db) => {
+        n = (await db.keys({ gte: entryKey(0), lte: entryKey(2 ** 40) }).all()).length;
+      });
+      return n;
+    };
+    expect(await entryCount()).toBe(200);
+    // A crash before the deletion ran: entries below the log start are still there.
+    await raw((db) => db.batch(entries(1, 1800).map((e) => ({ type: "put" as const, key: entryKey(e.index), value: encodeEntry(e) }))));
+    const state = await s.load();
+    expect(state.firstIndex).toBe(1801);
+    expect(state.entries.map((e) => e.index)).toEqual(entries(1801, 2000).map((e) => e.index));
+    await s.close();
+    expect(await entryCount()).toBe(200);
+  });
+
   it("removes a written snapshot that a newer one overtook once the newer one commits", async () => {
     const s = storage();
     await s.load();

@@ -26,6 +26,7 @@ import {
   encodeHardState,
   encodeIdentity,
   encodeLogStart,
+  entryKey,
   entryKeyIndex,
   type LogStart,
 } from "./level-records.js";
@@ -149,8 +150,10 @@ export async function readOrCreate(db: ClassicLevel<Bytes, Bytes>, owner: StoreO
     throw new RaftError("CORRUPT", `${location}: the log starts at ${firstIndex} but there is no snapshot record`);
   }
 
+  // Entries below the log start are compacted garbage (their deletion runs after the
+  // compaction commits, and a crash may cut it short): skipped here, deleted by the opener.
   const entries: Entry[] = [];
-  for await (const [key, value] of db.iterator(ENTRY_RANGE)) {
+  for await (const [key, value] of db.iterator({ gte: entryKey(firstIndex), lt: ENTRY_RANGE.lt })) {
     const expected = firstIndex + entries.length;
     const index = entryKeyIndex(key);
     if (index === undefined) throw new RaftError("CORRUPT", `${location}: malformed entry key of ${key.byteLength} bytes`);

@@ -21,6 +21,7 @@ import { encodeEntry, isU64Safe } from "./entry-encoding.js";
 import {
   HARD_STATE_KEY,
   LOG_START_KEY,
+  ENTRY_RANGE,
   MAX_STRING_BYTES,
   SNAPSHOT_KEY,
   checkSnapshotMeta,
@@ -188,6 +189,8 @@ export class LevelStorage implements RaftStorage {
   private durableLastIndex = 0;
   /** The generation of the next snapshot file: above every file that may exist, so never a reuse. */
   private nextGeneration = 1;
+  /** Background deletion of compacted entries, one range after another. */
+  private garbage: Promise<void> = Promise.resolve();
   /** Every handle this instance made, with the file it reads: a step naming one needs no copy. */
   private readonly ownHandles = new WeakMap<SnapshotData, SnapshotFileInfo>();
   /**
@@ -519,6 +522,7 @@ export class LevelStorage implements RaftStorage {
     this.abort.abort(new RaftError("STOPPED", `LevelStorage closed while a snapshot was being written (${this.location})`));
     await Promise.allSettled([...this.writers]);
     while (this.flushing !== undefined) await this.flushing;
+    await this.garbage;
     const db = this.db;
     this.db = undefined;
     this.state = "closed";
@@ -529,6 +533,19 @@ export class LevelStorage implements RaftStorage {
     } catch (err) {
       throw new RaftError("STORAGE", `closing LevelDB at ${this.location} failed`, { cause: err });
     }
+  }
+
+  /**
+   * Deletes the entries `from..to`, which the committed log start already excludes, in
+   * the background, one range after another. A failure is only logged: the next load
+   * deletes whatever is left below the log start.
+   */
+  private collectGarbage(db: ClassicLevel<Bytes, Bytes>, from: number, to: number): void {
+    this.garbage = this.garbage.then(() =>
+      db.clear({ gte: entryKey(from), lte: entryKey(to) }).catch((err: unknown) =>
+        this.logger.warn("level storage could not delete compacted entries; the next load will", { location: this.location, from, to, error: String(err) }),
+      ),
+    );
   }
 
   /** Writes queued steps one after another until none is left. */
@@ -615,10 +632,14 @@ export class LevelStorage implements RaftStorage {
     }
     this.batchCount++;
     const batch = db.batch();
-    // An install drops the whole log; a compaction the entries before the new start.
-    const deleteTo = step.mode === "install" ? this.durableLastIndex : Math.min(step.start.firstIndex - 1, this.durableLastIndex);
+    // The new log start makes every entry before it garbage at once; deleting them can
+    // wait (a million deletes would hold up the saves queued behind this step for
+    // seconds). An install also drops the stored entries from the new start on: those
+    // must go in this batch, or stale entries would follow the snapshot after a crash.
+    const newFirst = step.start.firstIndex;
+    const garbageTo = Math.min(newFirst - 1, this.durableLastIndex);
     try {
-      for (let i = this.durableFirstIndex; i <= deleteTo; i++) batch.del(entryKey(i));
+      if (step.mode === "install") for (let i = Math.max(this.durableFirstIndex, newFirst); i <= this.durableLastIndex; i++) batch.del(entryKey(i));
       for (let k = 0; k < step.puts.length; k++) batch.put(entryKey(step.start.firstIndex + k), step.puts[k]!);
       batch.put(LOG_START_KEY, encodeLogStart(step.start));
       batch.put(SNAPSHOT_KEY, encodeSnapshotRecord({ meta: step.meta, ...file }));
@@ -632,6 +653,7 @@ export class LevelStorage implements RaftStorage {
       return;
     }
     this.liveFiles.add(file.fileName);
+    if (garbageTo >= this.durableFirstIndex) this.collectGarbage(db, this.durableFirstIndex, garbageTo);
     this.durableFirstIndex = step.start.firstIndex;
     if (step.mode === "install") this.durableLastIndex = step.start.firstIndex + step.puts.length - 1;
     // Every other file is unreferenced since the commit: the previous snapshot's, and any
@@ -691,6 +713,8 @@ export class LevelStorage implements RaftStorage {
         if (stored.snapshot !== null) disposeSnapshotData(stored.snapshot.data);
         throw err;
       }
+      // Compacted entries whose deletion a close or a crash cut short.
+      await db.clear({ gt: ENTRY_RANGE.gt, lt: entryKey(stored.firstIndex) });
       if (stored.snapshot !== null && snapshotFile !== undefined) this.ownHandles.set(stored.snapshot.data, snapshotFile);
       this.liveFiles = new Set(snapshotFile === undefined ? [] : [snapshotFile.fileName]);
       this.pinned.clear();
