@@ -5,7 +5,7 @@
  *   npm run -s build && npx tsx bench/failover.ts [--trials 20]
  *
  * A 3-node cluster of the example KV server (`dist/examples/kv-server/main.js`,
- * --fast-mode: tick 50 ms, election timeout 0.5-1 s) on loopback, under a light write load
+ * --fast-mode: tick 10 ms, election timeout 200-400 ms) on loopback, under a light write load
  * (one client, a PUT every ~10 ms, on the leader). Each trial waits until every node has
  * caught up, runs the load for a second, then `kill -9`s the leader and, from that moment,
  * sends a PUT every 5 ms to each of the two survivors (a follower answers 307 or 503 at
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   out();
   out(`Machine (shared and noisy: other sessions may run tests on it at the same time):`);
   out(machineFacts());
-  out(`Settings: --trials ${trials}; 3 nodes, --fast-mode (tick 50 ms, election timeout 0.5-1 s, heartbeat 50 ms); light load: 1 client, a PUT every ${WRITE_GAP_MS} ms; probes every ${PROBE_GAP_MS} ms per survivor; bounded at ${boundS} s`);
+  out(`Settings: --trials ${trials}; 3 nodes, --fast-mode (tick 10 ms, election timeout 200-400 ms, heartbeat 20 ms); light load: 1 client, a PUT every ${WRITE_GAP_MS} ms; probes every ${PROBE_GAP_MS} ms per survivor; bounded at ${boundS} s`);
   out();
 
   const root = makeTempDir("raftkit-failover-");
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   out();
   out(`All trials (ms, in order): ${ms.map((m) => fmt(m)).join(", ")}`);
   out(`Light load before each kill: median ${fmt(median(results.map((r) => r.writesBefore)))} writes/s.`);
-  out(`For scale: with --fast-mode a follower campaigns 10-20 ticks of 50 ms (uniform) after the last heartbeat, so the earlier of the two survivors starts after about 667 ms on average; a pre-vote refused because the other survivor heard from the leader less than 500 ms ago costs another 500-1000 ms.`);
+  out(`For scale: with --fast-mode a follower campaigns 20-40 ticks of 10 ms (uniform) after the last heartbeat, so the earlier of the two survivors starts after about 267 ms on average; a pre-vote refused because the other survivor heard from the leader less than 200 ms ago costs another 200-400 ms.`);
   out();
   out(`Machine shared and noisy: compare within one run.`);
 }

@@ -3,6 +3,7 @@ import type { ApplyMeta, StateMachine } from "../state-machine.js";
 import type { KvCommand, KvResult } from "./commands.js";
 import { RaftError } from "../errors.js";
 import { decodeKvSnapshot, encodeKvSnapshot } from "./kv-snapshot-format.js";
+import { SortedKeys } from "./sorted-keys.js";
 
 /**
  * The size limits of a {@link KvStateMachine}, in UTF-8 bytes.
@@ -136,7 +137,7 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
   readonly limits: KvLimits;
   private values = new Map<string, string>();
   // Invariant: sortedKeys holds exactly the keys of `values`, strictly ascending.
-  private sortedKeys: string[] = [];
+  private sortedKeys = new SortedKeys();
   /** While a snapshot is being serialised: the value each key had when it was taken. */
   private preimages: Map<string, string | undefined> | null = null;
   // Invariant: strictly increasing across apply() calls (ApplyMeta contract).
@@ -229,15 +230,14 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
     if (limit !== Infinity && !(Number.isSafeInteger(limit) && limit >= 0)) {
       throw new RangeError(`list: limit must be a non-negative integer, got ${String(limit)}`);
     }
-    const keys = this.sortedKeys;
     // Keys that start with `prefix` are contiguous from the first key >= prefix.
-    let i = lowerBound(keys, prefix);
-    if (after !== undefined) i = Math.max(i, upperBound(keys, after));
+    const keys = after !== undefined && after >= prefix ? this.sortedKeys.from(after, true) : this.sortedKeys.from(prefix);
     const out: KvEntry[] = [];
-    for (; i < keys.length && out.length < limit; i++) {
-      const key = keys[i]!;
+    if (limit === 0) return out;
+    for (const key of keys) {
       if (!key.startsWith(prefix)) break;
       out.push({ key, value: this.values.get(key)! });
+      if (out.length >= limit) break;
     }
     return out;
   }
@@ -271,7 +271,7 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
     if (this.preimages !== null) throw new RaftError("INVALID_STATE", "KvStateMachine.snapshot: the previous snapshot is still being serialised");
     const before = new Map<string, string | undefined>();
     this.preimages = before;
-    const keys = this.sortedKeys.slice();
+    const keys = this.sortedKeys.toArray();
     const values = this.values; // restore() swaps in a new map rather than change this one
     // A pre-image is always a string here: the keys serialised are those present at the call.
     const valueAt = (key: string): string => (before.has(key) ? before.get(key)! : values.get(key)!);
@@ -300,7 +300,7 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
     // A new map, not a cleared one: a snapshot still being serialised reads the old one,
     // which no write reaches any more, so its pre-images are no longer needed either.
     this.values = restored.values;
-    this.sortedKeys = restored.keys;
+    this.sortedKeys = SortedKeys.fromSorted(restored.keys);
     this.preimages = null;
     this.applied = { index: restored.lastApplied.index, term: restored.lastApplied.term };
   }
@@ -312,11 +312,11 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
     if (value === null) {
       if (!existed) return;
       this.values.delete(key);
-      this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 1);
+      this.sortedKeys.delete(key);
       return;
     }
     this.values.set(key, value);
-    if (!existed) this.sortedKeys.splice(lowerBound(this.sortedKeys, key), 0, key);
+    if (!existed) this.sortedKeys.insert(key);
   }
 }
 
@@ -389,30 +389,6 @@ function utf8ByteLength(s: string): number {
     } else bytes += 3;
   }
   return bytes;
-}
-
-/** The first index whose key is >= `key`. */
-function lowerBound(keys: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]! < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The first index whose key is > `key`. */
-function upperBound(keys: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]! <= key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
