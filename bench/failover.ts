@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   out();
   out(`All trials (ms, in order): ${ms.map((m) => fmt(m)).join(", ")}`);
   out(`Light load before each kill: median ${fmt(median(results.map((r) => r.writesBefore)))} writes/s.`);
-  out(`For scale: with --fast-mode a follower campaigns 20-40 ticks of 10 ms (uniform) after the last heartbeat, so the earlier of the two survivors starts after about 267 ms on average; a pre-vote refused because the other survivor heard from the leader less than 200 ms ago costs another 200-400 ms.`);
+  out(`For scale: with --fast-mode a follower campaigns 21-40 ticks of 10 ms (uniform) after the last heartbeat, so the earlier of the two survivors starts after about 273 ms on average; a pre-vote refused because the other survivor heard from the leader less than 200 ms ago costs another 200-400 ms.`);
   out();
   out(`Machine shared and noisy: compare within one run.`);
 }

@@ -4,7 +4,7 @@ export interface TimingPreset {
   readonly name: "fast" | "debug" | "demo";
   /** RaftNode tickMs. */
   readonly tickMs: number;
-  /** RaftNode electionTicks: a follower campaigns after [electionTicks, 2 * electionTicks) ticks of silence. */
+  /** RaftNode electionTicks: a follower campaigns after [electionTicks + 1, 2 * electionTicks] ticks of silence. */
   readonly electionTicks: number;
   /** RaftNode heartbeatTicks. */
   readonly heartbeatTicks: number;
@@ -29,7 +29,7 @@ export interface TimingPreset {
 // failover usually still answers (committed by the new leader or refused) rather than 504.
 export const presets: Readonly<Record<TimingPreset["name"], TimingPreset>> = {
   // Fails over within about half a second on a LAN; the default. A follower campaigns
-  // 200-400 ms after the last heartbeat (20 ms apart): several times the event-loop lag
+  // 210-400 ms after the last heartbeat (20 ms apart): several times the event-loop lag
   // of a server under heavy load (~50 ms), and 10 ms ticks randomise the timeouts finely
   // enough that two survivors rarely campaign together and split the vote.
   fast: { name: "fast", tickMs: 10, electionTicks: 20, heartbeatTicks: 2, requestTimeoutMs: 5_000, membershipTimeoutMs: 30_000, joinRetryMs: 120_000, reconnectMaxMs: 1_000, clientRetryMs: 5_000, debugLog: false },

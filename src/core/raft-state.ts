@@ -214,7 +214,10 @@ export abstract class RaftState {
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     const e = this.opts.electionTicks;
-    this.randomizedElectionTimeout = e + Math.floor(this.opts.random() * e);
+    // From one tick past the window (electionTicks) in which peers refuse to replace a
+    // leader they heard: their ticks are not in phase with ours, and one that counted a
+    // tick fewer would otherwise refuse us and cost a whole second timeout.
+    this.randomizedElectionTimeout = e + 1 + Math.floor(this.opts.random() * e);
   }
 
   // ---------------------------------------------------------------- plumbing

@@ -10,7 +10,7 @@ export type Role = "follower" | "pre-candidate" | "candidate" | "leader";
 /** The core's tunables. Units are ticks, counts and bytes. */
 export interface RaftOptions {
   readonly id: NodeId;
-  /** Followers wait a random `[electionTicks, 2 * electionTicks)` ticks before campaigning. */
+  /** Followers wait a random `[electionTicks + 1, 2 * electionTicks]` ticks before campaigning. */
   readonly electionTicks: number;
   /** A leader sends heartbeats every `heartbeatTicks`. */
   readonly heartbeatTicks: number;

@@ -52,7 +52,8 @@ export interface RaftNodeOptions<Cmd, Result> {
   readonly tickMs?: number;
   /**
    * Ticks a follower waits without hearing from a leader before it campaigns; the actual
-   * wait is random in `[electionTicks, 2 * electionTicks)`. Must exceed `heartbeatTicks`.
+   * wait is random in `[electionTicks + 1, 2 * electionTicks]` (from one tick past the
+   * window in which followers refuse to replace a leader they heard). Must exceed `heartbeatTicks`.
    * @defaultValue 10
    */
   readonly electionTicks?: number;

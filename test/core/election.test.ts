@@ -86,10 +86,10 @@ describe("RequestVote (§5.2, §5.4.1)", () => {
   it("§5.2: granting a vote resets the election timer", () => {
     // Term 1, no vote, no leader: the grant below changes no term, so only the grant can reset the timer.
     const r = newRaft("c", { peers: ABC, term: 1 });
-    for (let i = 0; i < 9; i++) r.tick();
+    for (let i = 0; i < 10; i++) r.tick();
     r.step(requestVote("a", "c", 1));
     expect(r.vote).toBe("a");
-    for (let i = 0; i < 9; i++) r.tick();
+    for (let i = 0; i < 10; i++) r.tick();
     expect(r.role).toBe("follower");
     r.tick();
     expect(r.role).toBe("candidate");
@@ -97,8 +97,8 @@ describe("RequestVote (§5.2, §5.4.1)", () => {
 });
 
 describe("elections (§5.2, §8)", () => {
-  it("§5.2: a follower campaigns after its randomized timeout, in [electionTicks, 2 * electionTicks)", () => {
-    for (const [random, timeout] of [[0, 10], [0.5, 15], [0.99, 19]] as const) {
+  it("§5.2: a follower campaigns after its randomized timeout, in [electionTicks + 1, 2 * electionTicks]", () => {
+    for (const [random, timeout] of [[0, 11], [0.5, 16], [0.99, 20]] as const) {
       const r = newRaft("a", { peers: ABC, options: { random: () => random } });
       for (let i = 0; i < timeout - 1; i++) r.tick();
       expect(r.role, `random ${random}`).toBe("follower");
@@ -110,10 +110,10 @@ describe("elections (§5.2, §8)", () => {
   });
 
   it("§5.2: a candidate that neither wins nor loses starts a new election after a fresh randomized timeout", () => {
-    const r = newRaft("a", { peers: ABC, options: { random: scripted(0, 0.99) } }); // timeouts: 10, then 19
-    for (let i = 0; i < 10; i++) r.tick();
+    const r = newRaft("a", { peers: ABC, options: { random: scripted(0, 0.99) } }); // timeouts: 11, then 20
+    for (let i = 0; i < 11; i++) r.tick();
     expect([r.role, r.term]).toEqual(["candidate", 1]);
-    for (let i = 0; i < 18; i++) r.tick();
+    for (let i = 0; i < 19; i++) r.tick();
     expect(r.term).toBe(1);
     r.tick();
     expect([r.role, r.term, r.vote]).toEqual(["candidate", 2, "a"]);
@@ -154,14 +154,14 @@ describe("elections (§5.2, §8)", () => {
   });
 
   it("§5.2: a split vote leads to a new election in a higher term", () => {
-    // a times out first after the split (10 ticks); b and c wait 15.
+    // a times out first after the split (11 ticks); b and c wait 16.
     const net = Network.cluster(ABC, {}, { a: { options: { random: () => 0 } }, b: { options: { random: () => 0.5 } }, c: { options: { random: () => 0.5 } } });
     for (const id of ABC) net.get(id).campaignNow(); // everyone votes for itself in term 1
     net.stabilize();
     expect([...net.nodes.values()].some((r) => r.role === "leader")).toBe(false);
     expect(net.get("a").term).toBe(1);
 
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 11; i++) {
       net.tickAll();
       net.stabilize();
     }

@@ -36,7 +36,7 @@ describe("pre-vote (dissertation §9.6)", () => {
     const c = newRaft("c", { peers: ABC, term: 2, options: { preVote: true } });
     const a = newRaft("a", { peers: ABC, term: 2, options: { preVote: true, random: () => 0.99 } });
     for (let i = 0; i < 10; i++) a.tick(); // past its first election timeout since starting
-    for (let i = 0; i < 10; i++) c.tick();
+    for (let i = 0; i < 11; i++) c.tick();
     expect(c.role).toBe("pre-candidate");
     expect([c.term, c.vote]).toEqual([2, null]);
     const asked = drain(c);
@@ -54,6 +54,29 @@ describe("pre-vote (dissertation §9.6)", () => {
     c.step(grant!);
     expect(c.role).toBe("candidate");
     expect([c.term, c.vote]).toEqual([3, "c"]);
+  });
+
+  it("a follower campaigns a tick after the window in which its peers refuse to replace the leader, so a peer whose ticks lag by one grants it", () => {
+    // Timers on different machines are not in phase: when b's timer fires at the bottom
+    // of its range, c may have counted one tick fewer since the leader's last heartbeat.
+    // Had b campaigned at exactly electionTicks, c would still be inside its window and
+    // refuse, costing a whole second timeout (seen as slow failovers of the KV server).
+    const net = Network.cluster(ABC, { preVote: true, checkQuorum: true }, { b: { options: { random: () => 0 } }, c: { options: { random: () => 0.99 } } });
+    net.elect("a");
+    net.isolate("a"); // the leader dies; b and c heard its last heartbeat together
+    const b = net.get("b");
+    const c = net.get("c");
+    for (let i = 0; i < 10; i++) {
+      b.tick();
+      net.stabilize();
+      c.tick(); // c's tick lands just after b's
+      net.stabilize();
+    }
+    expect(b.role).toBe("follower");
+    b.tick(); // b's timeout: electionTicks + 1
+    net.stabilize();
+    expect(b.role).toBe("leader");
+    expect(c.leader).toBe("b");
   });
 
   it("§9.6 with check-quorum: a follower that heard from the leader recently refuses a pre-vote, and grants it once that is an election timeout ago", () => {
