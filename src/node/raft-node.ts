@@ -666,8 +666,11 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
         for (const m of rd.earlyMessages) this.opts.transport.send(m);
         for (const c of rd.snapshotOut) this.snapshotSender.enqueue(c);
         // A snapshot from the leader goes to storage chunk by chunk, as it arrives.
-        const installed = await this.receiveSnapshot(rd);
-        if (this.state !== "running") break;
+        let installed: Snapshot | null = null;
+        if (rd.snapshotIn.length > 0 || rd.snapshot !== null) {
+          installed = await this.receiveSnapshot(rd);
+          if (this.state !== "running") break;
+        }
         // 1. Persist: one durable write for everything this round produced (group commit).
         if (rd.hardState !== null || rd.entries.length > 0 || installed !== null) {
           const batch = {
