@@ -835,7 +835,9 @@ export class RaftNode<Cmd, Result> extends EventEmitter<RaftNodeEvents> {
       (err: unknown) => {
         // A stream that storage never read must still be told to stop, so that the state
         // machine releases what it captured.
-        if (!(captured instanceof Uint8Array) && !(captured instanceof Promise)) void captured[Symbol.asyncIterator]().return?.();
+        if (!(captured instanceof Uint8Array) && !(captured instanceof Promise)) {
+          Promise.resolve(captured[Symbol.asyncIterator]().return?.()).catch(() => {});
+        }
         this.fail(new RaftError("STORAGE", `writing a snapshot of the state machine failed on ${this.id}`, { cause: err }));
       },
     );
