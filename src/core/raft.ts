@@ -8,10 +8,13 @@ import type { ReadState, Ready } from "./ready.js";
 export type { ChangeOutcome, ProposalItem, ProposeOutcome, RaftInitialState, RaftOptions, ReadIndexOutcome, Role } from "./raft-types.js";
 
 /**
- * Messages only a leader sends, about its log and its leadership. They depend on nothing
- * this node has yet to make durable: the term was made durable before the election was
- * won, and the entries they carry count toward commit here only once durable. Responses
- * and votes (which promise durable state) are not among them.
+ * Messages only a leader sends, about its log and its leadership, which may go out while
+ * the leader's own write is under way: the entries they carry count toward commit here
+ * only once durable. Responses and votes (which promise durable state) are not among them.
+ * Nor is anything in a Ready whose write changes the term or vote: a lone voter wins its
+ * election in the step that starts it, and had its messages of the new term gone out
+ * before the term and vote were durable, a crash could let it win the same term again and
+ * send different entries under the same (index, term) (simulator seed 810507/3).
  */
 const SENT_BEFORE_PERSIST: ReadonlySet<Message["type"]> = new Set(["AppendEntries", "Heartbeat", "InstallSnapshot", "TimeoutNow"]);
 
@@ -166,13 +169,17 @@ export class Raft extends RaftMembership {
     const committedEntries = this.log.entriesToApply(this.opts.maxApplyEntries);
     const entries = this.log.unstableEntries();
     const p = this.persistedHardState;
+    const termDurable = hs.term === p.term && hs.vote === p.vote;
     const earlyMessages: Message[] = [];
     const messages: Message[] = [];
-    for (const m of this.messages) (SENT_BEFORE_PERSIST.has(m.type) ? earlyMessages : messages).push(m);
+    for (const m of this.messages) (termDurable && SENT_BEFORE_PERSIST.has(m.type) ? earlyMessages : messages).push(m);
+    // Snapshot chunks go out before the write too (the driver reads them meanwhile): with a
+    // new term they wait for the next Ready.
+    const snapshotOut = termDurable ? this.snapshotOut : [];
     const rd: Ready = {
       snapshot: this.pendingInstall,
       snapshotIn: this.snapshotIn,
-      snapshotOut: this.snapshotOut,
+      snapshotOut,
       mustSync: entries.length > 0 || this.pendingInstall !== null || hs.term !== p.term || hs.vote !== p.vote,
       hardState: sameHardState(hs, p) ? null : hs,
       entries,
@@ -187,7 +194,7 @@ export class Raft extends RaftMembership {
     this.proposalOutcomes = [];
     this.pendingInstall = null;
     this.snapshotIn = [];
-    this.snapshotOut = [];
+    if (termDurable) this.snapshotOut = [];
     // Handing entries out for applying counts as applying them: the driver applies every
     // entry of a Ready before it asks for the next. A configuration takes effect here,
     // once committed, as in etcd (safe because only one change is in flight at a time).

@@ -23,6 +23,8 @@ interface NodeWatch {
 interface LoggedEntry {
   readonly prevTerm: number;
   readonly data: Uint8Array;
+  /** The nodes whose log held it (as far as the checker saw). */
+  readonly holders: Set<NodeId>;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -50,6 +52,25 @@ export class SafetyChecker {
   private readonly appliedAt = new Map<number, string>();
   private readonly resolved: { id: string; index: number; term: number }[] = [];
   private readonly watches = new Map<NodeId, NodeWatch>();
+
+  /**
+   * Node `id` crashed. Entries only its memory held (never durable on its disk, never in
+   * another node's log) are gone as if they never were: Raft lets a node that lost the
+   * record of its own vote win that term again (nobody learned of the first win, since its
+   * messages of a term wait for the term to be durable) and write other entries there.
+   * @param id - The node.
+   * @param durable - Whether its disk holds the entry (index, term), or compacted it.
+   */
+  onCrash(id: NodeId, durable: (index: number, term: number) => boolean): void {
+    for (const [index, byTerm] of this.logged) {
+      for (const [term, entry] of byTerm) {
+        if (!entry.holders.has(id) || durable(index, term)) continue;
+        entry.holders.delete(id);
+        if (entry.holders.size === 0) byTerm.delete(term);
+      }
+      if (byTerm.size === 0) this.logged.delete(index);
+    }
+  }
 
   /** A node (re)started: its volatile state starts over. */
   startIncarnation(id: NodeId): void {
@@ -130,10 +151,10 @@ export class SafetyChecker {
         this.logged.set(i, byTerm);
       }
       const seen = byTerm.get(e.term);
-      if (seen === undefined) byTerm.set(e.term, { prevTerm, data: e.data });
+      if (seen === undefined) byTerm.set(e.term, { prevTerm, data: e.data, holders: new Set([id]) });
       else if (seen.prevTerm !== prevTerm || !sameBytes(seen.data, e.data)) {
         throw new SafetyViolation(`log matching: entry (${i}, term ${e.term}) on ${id} differs from another log's`);
-      }
+      } else seen.holders.add(id);
     }
     w.verifiedUpTo = log.lastIndex();
     w.verifiedTerm = log.lastTerm();

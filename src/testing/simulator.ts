@@ -679,6 +679,11 @@ class Simulation<Cmd, Result> {
     inc.clock.kill();
     inc.storage.crash();
     this.network.detach(inc.node.id);
+    const image = inc.storage.disk.image;
+    this.checker.onCrash(inc.node.id, (index, term) => {
+      if (index < image.firstIndex) return true; // compacted: it was durable
+      return image.entries[index - image.firstIndex]?.term === term;
+    });
   }
 
   private crash(id: NodeId): void {

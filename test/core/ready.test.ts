@@ -85,4 +85,18 @@ describe("the leader's write in parallel with replication (dissertation §10.2.1
     expect(rb.earlyMessages).toEqual([]);
     expect(rb.messages.map((m) => m.type).sort()).toEqual(["AppendEntriesResponse", "RequestVoteResponse"]);
   });
+
+  it("a leader's traffic waits for the write when that write records its new term and vote", () => {
+    // A lone voter wins in the step that starts its election: the no-op's AppendEntries to
+    // the learners and the term and vote that make it leader are in one Ready. Were they
+    // sent first, a crash before the write would let it win the same term again and send
+    // different entries under the same (index, term).
+    const a = newRaft("a", { config: { voters: ["a"], learners: ["b", "c"], outgoingVoters: [] }, term: 1, entries: log(1) });
+    a.campaignNow();
+    expect(a.role).toBe("leader");
+    const rd = a.ready();
+    expect(rd.hardState).toMatchObject({ term: 2, vote: "a" });
+    expect(rd.earlyMessages).toEqual([]);
+    expect(ofType(rd.messages, "AppendEntries").map((m) => m.to).sort()).toEqual(["b", "c"]);
+  });
 });
