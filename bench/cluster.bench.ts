@@ -10,13 +10,15 @@
 //
 // Builds (npm run build) when dist/ is missing or older than the sources. Stops every
 // process it started when it ends, fails, or is interrupted; gives up after a bound.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readdirSync, closeSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { Agent, request } from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { reservePorts } from "../tools/ports.js";
+import { runningChildren, sleep, spawnLogged, stopAllChildren } from "../tools/processes.js";
+import { startTrivialServer } from "./lib/machine.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const MAIN = path.join(ROOT, "dist/examples/kv-server/main.js");
@@ -54,23 +56,13 @@ const boundMs = 1000 * (60 + clientCounts.length * (durationS + baselineS + 2 * 
 
 // ---------------------------------------------------------------- processes
 
-const children = new Set<ChildProcess>();
 let tempRoot: string | null = null;
 
+/** SIGTERM to every process this benchmark started, SIGKILL after 5 s; then the temp dir goes. */
 async function stopAll(): Promise<void> {
-  const all = [...children];
-  for (const c of all) c.kill("SIGTERM");
-  const forced = setTimeout(() => all.forEach((c) => c.kill("SIGKILL")), 5_000);
-  await Promise.all(all.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once("exit", r)))));
-  clearTimeout(forced);
+  await stopAllChildren(5_000);
   if (tempRoot !== null) rmSync(tempRoot, { recursive: true, force: true });
   tempRoot = null;
-}
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return child;
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -97,25 +89,6 @@ function ensureBuilt(): void {
   const r = spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" });
   if (r.status !== 0) throw new Error("npm run build failed");
 }
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, HOST, () => s.close(() => resolve(true)));
-  });
-}
-
-async function freeRaftPorts(n: number): Promise<number[]> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = Array.from({ length: n }, (_, i) => base + i);
-    if ((await Promise.all(ports.flatMap((p) => [isFree(p), isFree(p + 1000)]))).every(Boolean)) return ports;
-  }
-  throw new Error("no free ports found");
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- the load generator
 
@@ -203,48 +176,20 @@ async function drive(startBase: string, clients: number, runS: number): Promise<
 
 // ---------------------------------------------------------------- servers
 
-const TRIVIAL_SERVER = `
-import http from "node:http";
-const server = http.createServer({ keepAlive: true }, (req, res) => {
-  req.resume();
-  req.on("end", () => {
-    const b = '{"index":1}';
-    res.writeHead(200, { "content-type": "application/json; charset=utf-8", "content-length": b.length });
-    res.end(b);
-  });
-});
-server.keepAliveTimeout = 65000;
-server.listen(0, "${HOST}", () => process.stdout.write(server.address().port + "\\n"));
-`;
-
-async function startTrivialServer(): Promise<string> {
-  const child = track(spawn(process.execPath, ["--input-type=module", "-e", TRIVIAL_SERVER], { stdio: ["ignore", "pipe", "inherit"] }));
-  const port = await new Promise<string>((resolve, reject) => {
-    child.stdout!.once("data", (c: Buffer) => resolve(c.toString().trim()));
-    child.once("exit", (code) => reject(new Error(`the trivial server exited (${code})`)));
-  });
-  return `http://${HOST}:${port}`;
-}
-
 interface Cluster {
   readonly urls: string[];
   readonly logs: string[];
 }
 
 async function startCluster(root: string): Promise<Cluster> {
-  const ports = await freeRaftPorts(3);
+  // Each Raft port's HTTP port (+1000) must be free too.
+  const ports = await reservePorts(3, [0, 1000]);
   const peers = ports.map((p, i) => `${i + 1}=${HOST}:${p}`).join(",");
   const logs: string[] = [];
   for (let i = 0; i < 3; i++) {
     const log = path.join(root, `node${i + 1}.log`);
     logs.push(log);
-    const fd = openSync(log, "a");
-    track(
-      spawn(process.execPath, [MAIN, "--node-id", String(i + 1), "--peers", peers, "--data-dir", path.join(root, `data${i + 1}`), "--fast-mode"], {
-        stdio: ["ignore", fd, fd],
-      }),
-    );
-    closeSync(fd);
+    spawnLogged(process.execPath, [MAIN, "--node-id", String(i + 1), "--peers", peers, "--data-dir", path.join(root, `data${i + 1}`), "--fast-mode"], log);
   }
   return { urls: ports.map((p) => `http://${HOST}:${p + 1000}`), logs };
 }
@@ -261,7 +206,7 @@ async function status(url: string): Promise<Record<string, unknown> | null> {
 async function waitForLeader(c: Cluster, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (children.size < 3) break;
+    if (runningChildren() < 3) break;
     const all = await Promise.all(c.urls.map(status));
     const id = all.find((s) => s?.["role"] === "leader")?.["id"];
     if (id !== undefined && all.every((s) => s?.["leader"] === id)) return c.urls[Number(id) - 1]!;
@@ -294,7 +239,7 @@ async function main(): Promise<void> {
 
   console.log(`\nload generator alone, against a trivial HTTP server in its own process (${baselineS} s per point):`);
   console.log("  clients      ops/s   p50 ms   p99 ms   errors");
-  const trivial = await startTrivialServer();
+  const trivial = `http://${HOST}:${(await startTrivialServer()).port}`;
   for (const n of clientCounts) {
     const r = await drive(trivial, n, baselineS);
     console.log(`  ${String(n).padStart(7)} ${fmt(r.opsPerS).padStart(10)} ${fmt(r.p50Ms, 2).padStart(8)} ${fmt(r.p99Ms, 2).padStart(8)}   ${errText(r.errors)}`);

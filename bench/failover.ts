@@ -15,10 +15,10 @@
  * temp dir removed on exit, error or Ctrl-C; it gives up after a bound computed from --trials.
  */
 import { parseArgs } from "node:util";
+import { installCleanup, makeTempDir, runMain } from "../tools/processes.js";
 import { type Answer, send } from "./lib/http-load.js";
 import { type KvCluster as KvClusterType, type KvNode, KvCluster } from "./lib/kv-cluster.js";
 import { machineFacts } from "./lib/machine.js";
-import { installCleanup, makeTempDir, runMain } from "./lib/processes.js";
 import { fmt, fmtMs, median, quantileInPlace, sleep, table } from "./lib/stats.js";
 
 const NAME = "bench/failover";

@@ -35,9 +35,9 @@
 import { setMaxListeners } from "node:events";
 import { parseArgs } from "node:util";
 import { isRaftError, type KvCommand, type KvResult, type RaftErrorCode } from "raftkit";
+import { installCleanup } from "../tools/processes.js";
 import { InprocCluster, pause, type KvRaftNode, type Member, type TransportKind, type Tuning } from "./lib/inproc-cluster.js";
 import { machineFacts } from "./lib/machine.js";
-import { installCleanup } from "./lib/processes.js";
 import { fmt, fmtMs, median, table } from "./lib/stats.js";
 
 const { values: args } = parseArgs({

@@ -18,9 +18,9 @@
 import { bench, do_not_optimize, run } from "mitata";
 import { parseArgs } from "node:util";
 import type { KvResult } from "raftkit";
+import { installCleanup } from "../tools/processes.js";
 import { InprocCluster, type Member, type TransportKind } from "./lib/inproc-cluster.js";
 import { machineFacts } from "./lib/machine.js";
-import { installCleanup } from "./lib/processes.js";
 import { fmt, fmtMs, table } from "./lib/stats.js";
 
 const { values: args } = parseArgs({

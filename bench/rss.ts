@@ -22,10 +22,10 @@ import { readFileSync } from "node:fs";
 import { Agent } from "node:http";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
+import { installCleanup, makeTempDir, runMain } from "../tools/processes.js";
 import { send } from "./lib/http-load.js";
 import { KvCluster, type KvNode, promSum } from "./lib/kv-cluster.js";
 import { machineFacts } from "./lib/machine.js";
-import { installCleanup, makeTempDir, runMain } from "./lib/processes.js";
 import { fmt, sleep, table } from "./lib/stats.js";
 
 const NAME = "bench/rss";

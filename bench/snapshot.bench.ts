@@ -11,6 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStateMachine, LevelStorage, RaftNode, TcpTransport, collectChunks, type KvCommand, type KvResult, type RaftStorage, type Snapshot, type SnapshotMeta } from "raftkit";
+import { loopbackPeers } from "../tools/ports.js";
 
 /** When the chunks of the first snapshot written arrived: the transfer as the follower sees it. */
 const arrival = { first: 0, last: 0, bytes: 0 };
@@ -39,25 +40,8 @@ function timedStorage(inner: LevelStorage): RaftStorage {
 const KEYS = Number(process.argv[2] ?? 1_000_000);
 const ids = ["n1", "n2", "n3"];
 
-async function freePorts(n: number): Promise<number[]> {
-  const { createServer } = await import("node:net");
-  const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    ports.push(
-      await new Promise<number>((resolve) => {
-        const s = createServer().listen(0, "127.0.0.1", () => {
-          const port = (s.address() as { port: number }).port;
-          s.close(() => resolve(port));
-        });
-      }),
-    );
-  }
-  return ports;
-}
-
-const ports = await freePorts(3);
+const { peers } = await loopbackPeers(ids);
 const dir = await mkdtemp(join(tmpdir(), "raftkit-snapshot-bench-"));
-const peers = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
 function makeNode(id: string, timed = false): { node: RaftNode<KvCommand, KvResult>; kv: KvStateMachine } {
   const kv = new KvStateMachine();
   const level = new LevelStorage({ location: join(dir, id), nodeId: id });

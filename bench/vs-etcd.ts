@@ -25,11 +25,11 @@
 import { loadavg } from "node:os";
 import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
+import { installCleanup, makeTempDir, runMain, stopChild } from "../tools/processes.js";
 import { EtcdCluster, ensureEtcd, etcdVersion } from "./lib/etcd-cluster.js";
 import { type LoadResult, type LoadTarget, runLoad } from "./lib/http-load.js";
 import { KvCluster, promSum } from "./lib/kv-cluster.js";
 import { describeFloor, fdatasyncFloor, machineFacts, startTrivialServer } from "./lib/machine.js";
-import { installCleanup, makeTempDir, runMain, stopChild } from "./lib/processes.js";
 import { fmt, fmtMs, median, table } from "./lib/stats.js";
 
 const NAME = "bench/vs-etcd";

@@ -26,8 +26,9 @@ import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { installCleanup, makeTempDir } from "../bench/lib/processes.js";
-import { NodeProcess, ROOT, directorySize, freePorts, sleep, withTimeout } from "./soak/compaction-cluster.js";
+import { loopbackPeers } from "../tools/ports.js";
+import { installCleanup, makeTempDir, sleep, withTimeout } from "../tools/processes.js";
+import { NodeProcess, ROOT, directorySize } from "./soak/compaction-cluster.js";
 import type { LoadSpec, NodeSample } from "./soak/compaction-node.js";
 
 const USAGE = `usage: tsx scripts/soak-compaction.ts [options]   (after npm run build)
@@ -167,8 +168,7 @@ if (!existsSync(join(ROOT, "dist", "index.js"))) {
 }
 
 const dir = makeTempDir("raftkit-soak-compaction-");
-const ports = await freePorts(IDS.length);
-const peers = Object.fromEntries(IDS.map((id, k) => [id, `127.0.0.1:${ports[k]}`]));
+const { peers } = await loopbackPeers(IDS);
 console.log(
   `compaction soak: puts=${fmt(options.puts)} keys=${fmt(options.keys)} valueBytes=${options.valueBytes} ` +
     `snapshotThreshold=${fmt(options.threshold)} trailingEntries=${fmt(options.trailing)} margin=${fmt(options.margin)} ` +

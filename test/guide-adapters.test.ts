@@ -1,12 +1,12 @@
 // The adapters of docs/adapters.md (examples/guides/adapters.ts) through the exported
 // conformance suites, exactly as the guide tells adapter authors to run them.
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { storageConformance, transportConformance } from "raftkit/testing";
 import { HttpTransport, JsonFileStorage } from "../examples/guides/adapters.js";
+import { freePort } from "../tools/ports.js";
 
 storageConformance({
   name: "JsonFileStorage (guide example)",
@@ -22,15 +22,6 @@ storageConformance({
   it,
   expect,
 });
-
-/** A free loopback port: peers must know each other's address before anyone listens. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 transportConformance({
   name: "HttpTransport (guide example)",

@@ -4,10 +4,11 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { reservePorts } from "../tools/ports.js";
+import { exited as exitOf } from "../tools/processes.js";
 
 const MAIN = path.resolve("dist/examples/kv-server/main.js");
 const HOST = "127.0.0.1";
@@ -33,7 +34,7 @@ function run(name: string, args: readonly string[], stdin = false): Proc {
   };
   child.stdout!.on("data", collect);
   child.stderr!.on("data", collect);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const exited = exitOf(child);
   const proc: Proc = { name, child, exited, output: () => out };
   procs.add(proc);
   void exited.then(() => procs.delete(proc));
@@ -60,25 +61,6 @@ async function tempDir(): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), "raftkit-kv-test-"));
   tempDirs.push(d);
   return d;
-}
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, HOST, () => s.close(() => resolve(true)));
-  });
-}
-
-/** `n` consecutive Raft ports whose HTTP ports (+1000) are free too. */
-async function freeRaftPorts(n: number): Promise<number[]> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = Array.from({ length: n }, (_, i) => base + i);
-    const free = await Promise.all(ports.flatMap((p) => [isFree(p), isFree(p + 1000)]));
-    if (free.every(Boolean)) return ports;
-  }
-  throw new Error("no free ports found");
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
@@ -141,7 +123,7 @@ interface Cluster {
  */
 async function startCluster(name: string, argsOf: (i: number, raftPorts: number[], dirs: string[]) => string[], spare = 0): Promise<Cluster> {
   for (let attempt = 1; ; attempt++) {
-    const ports = await freeRaftPorts(3 + spare);
+    const ports = await reservePorts(3 + spare, [0, 1000]); // a Raft port and its HTTP port (+1000) each
     const raftPorts = ports.slice(0, 3);
     const dirs = await Promise.all([0, 1, 2].map(() => tempDir()));
     const started = [0, 1, 2].map((i) => run(`${name} node ${i + 1}`, argsOf(i, raftPorts, dirs)));

@@ -4,15 +4,7 @@
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { KvStateMachine, MemoryStorage, RaftNode, TcpTransport, type KvCommand, type KvResult } from "../src/index.js";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "../tools/ports.js";
 
 /** Forwards a port to another; `cut()` drops every connection and refuses new ones until `heal()`. */
 class CuttableProxy {

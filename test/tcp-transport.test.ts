@@ -11,6 +11,7 @@ import type { Logger } from "../src/logger.js";
 import { FrameKind, encodeFrame } from "../src/transport/frame.js";
 import { TcpTransport, type TcpTlsOptions, type TcpTransportOptions } from "../src/transport/tcp-transport.js";
 import { encodeHandshake, encodeMessage } from "../src/transport/wire-codec.js";
+import { freePort } from "../tools/ports.js";
 
 // ---- helpers ----------------------------------------------------------------------------
 
@@ -49,15 +50,6 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000)
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
-}
-
-/** A port with nothing listening on it. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Opens a raw connection, writes `chunks`, and reports whether the other side closed it. */
@@ -152,7 +144,7 @@ describe("TcpTransport lifecycle", () => {
     const count = () => process.getActiveResourcesInfo().filter((r) => kinds.includes(r)).length;
     await sleep(20);
     const before = count();
-    const dead = await deadPort();
+    const dead = await freePort();
     const b = await node({ id: "b", listen: "127.0.0.1:0", handshakeTimeoutMs: 60_000 });
     const a = await node({ id: "a", listen: "127.0.0.1:0", peers: { b: b.addr, c: `127.0.0.1:${dead}` }, reconnectMinMs: 5_000, reconnectMaxMs: 60_000 });
     b.t.setPeerAddresses(new Map([["a", a.addr]]));
@@ -265,7 +257,7 @@ describe("TcpTransport sending", () => {
     const { t } = await node({
       id: "a",
       listen: "127.0.0.1:0",
-      peers: { b: `127.0.0.1:${await deadPort()}` },
+      peers: { b: `127.0.0.1:${await freePort()}` },
       maxQueuedMessages: 10,
       logger: log,
     });

@@ -1,16 +1,7 @@
-import net from "node:net";
 import { describe, expect, it } from "vitest";
 import { transportConformance } from "../src/testing/transport-conformance.js";
 import { TcpTransport } from "../src/transport/tcp-transport.js";
-
-/** A free loopback port: the peers must know each other's address before anyone listens. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort } from "../tools/ports.js";
 
 transportConformance({
   name: "TcpTransport",

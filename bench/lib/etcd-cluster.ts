@@ -3,9 +3,9 @@ import type { ChildProcess } from "node:child_process";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { reservePort } from "../../tools/ports.js";
+import { spawnLogged, stopChild } from "../../tools/processes.js";
 import { jsonRequest } from "./http-load.js";
-import { freePort } from "./machine.js";
-import { spawnLogged, stopChild } from "./processes.js";
 import { sleep } from "./stats.js";
 
 export interface EtcdMember {
@@ -57,7 +57,7 @@ export class EtcdCluster {
   static async start(etcd: string, root: string, size = 3): Promise<EtcdCluster> {
     const members: EtcdMember[] = [];
     for (let i = 1; i <= size; i++) {
-      members.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), logFile: join(root, `etcd-m${i}.log`), child: null });
+      members.push({ name: `m${i}`, clientPort: await reservePort(), peerPort: await reservePort(), logFile: join(root, `etcd-m${i}.log`), child: null });
     }
     const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
     const token = `raftkit-bench-${process.pid}-${Date.now()}`;

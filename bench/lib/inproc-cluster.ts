@@ -2,7 +2,7 @@
 // KvStateMachine each, talking over MemoryNetwork or over TcpTransport on loopback. Built
 // only from the public API ("raftkit"), as users do.
 import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftNode, TcpTransport, type KvCommand, type KvResult, type RaftNodeOptions } from "raftkit";
-import { freePort } from "./machine.js";
+import { reservePort } from "../../tools/ports.js";
 
 export type TransportKind = "memory" | "tcp";
 export type KvRaftNode = RaftNode<KvCommand, KvResult>;
@@ -34,7 +34,7 @@ export class InprocCluster {
   static async start(ids: readonly string[], transport: TransportKind, tuning: Tuning): Promise<InprocCluster> {
     const cluster = new InprocCluster(transport, tuning);
     const addresses: Record<string, string> = {};
-    if (transport === "tcp") for (const id of ids) addresses[id] = `127.0.0.1:${await freePort()}`;
+    if (transport === "tcp") for (const id of ids) addresses[id] = `127.0.0.1:${await reservePort()}`;
     const peers = transport === "tcp" ? addresses : ids;
     await Promise.all(ids.map((id) => cluster.startNode(id, peers, addresses)));
     cluster.get(ids[0]!).node.campaign();
@@ -50,7 +50,7 @@ export class InprocCluster {
     const addresses: Record<string, string> = {};
     if (this.transport === "tcp") {
       for (const m of this.members.values()) if (m.address !== undefined) addresses[m.id] = m.address;
-      addresses[id] = `127.0.0.1:${await freePort()}`;
+      addresses[id] = `127.0.0.1:${await reservePort()}`;
     }
     return this.startNode(id, [], addresses);
   }

@@ -4,9 +4,9 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { reservePort } from "../../tools/ports.js";
+import { killChild, spawnLogged, stopChild } from "../../tools/processes.js";
 import { jsonRequest } from "./http-load.js";
-import { freePort } from "./machine.js";
-import { exited, spawnLogged, stopChild } from "./processes.js";
 import { sleep } from "./stats.js";
 
 export const KV_MAIN = fileURLToPath(new URL("../../dist/examples/kv-server/main.js", import.meta.url));
@@ -41,7 +41,7 @@ export class KvCluster {
     if (!existsSync(KV_MAIN)) throw new Error(`${KV_MAIN} is missing: run \`npm run build\` first`);
     const nodes: KvNode[] = [];
     for (let id = 1; id <= size; id++) {
-      const raftPort = await freePort([0, HTTP_OFFSET]);
+      const raftPort = await reservePort([0, HTTP_OFFSET]);
       const dataDir = join(root, `raftkit-${id}`);
       mkdirSync(dataDir, { recursive: true });
       nodes.push({ id, raftPort, httpPort: raftPort + HTTP_OFFSET, dataDir, logFile: join(root, `raftkit-${id}.log`), child: null });
@@ -108,8 +108,7 @@ export class KvCluster {
   async kill9(node: KvNode): Promise<void> {
     const child = node.child;
     if (child === null) return;
-    child.kill("SIGKILL");
-    await exited(child);
+    await killChild(child);
     node.child = null;
   }
 

@@ -1,11 +1,10 @@
-// Facts about the machine, free loopback ports, and the floors a benchmark compares with:
+// Facts about the machine, and the floors a benchmark compares with:
 // one fdatasync of a small appended record, one loopback HTTP round trip.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, fdatasyncSync, openSync, readFileSync, writeSync } from "node:fs";
-import { createServer } from "node:net";
 import { availableParallelism, loadavg, release } from "node:os";
 import { join } from "node:path";
-import { track } from "./processes.js";
+import { track } from "../../tools/processes.js";
 import { fmt, median } from "./stats.js";
 
 export function machineFacts(extra: Record<string, string> = {}): string {
@@ -27,35 +26,6 @@ export function machineFacts(extra: Record<string, string> = {}): string {
   return Object.entries(facts)
     .map(([k, v]) => `  ${k}: ${v}`)
     .join("\n");
-}
-
-/** Whether `port` can be listened on at 127.0.0.1 right now. */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-const taken = new Set<number>();
-
-/**
- * A free 127.0.0.1 port `p` such that every `p + offset` is free too (the KV server's HTTP
- * API is its Raft port + 1000). Ports handed out by this process are never handed out again.
- */
-export async function freePort(offsets: readonly number[] = [0]): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const p = 20_000 + Math.floor(Math.random() * 20_000);
-    const ports = offsets.map((o) => p + o);
-    if (ports.some((q) => taken.has(q))) continue;
-    const free = await Promise.all(ports.map(portFree));
-    if (free.every(Boolean)) {
-      for (const q of ports) taken.add(q);
-      return p;
-    }
-  }
-  throw new Error("no free loopback port found");
 }
 
 export interface FsyncFloor {

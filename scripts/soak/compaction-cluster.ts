@@ -3,17 +3,15 @@
  * (LevelStorage + TcpTransport on loopback), spoken to over JSON lines on stdin/stdout.
  *
  * Every child and the temp directory go away however the soak ends: a normal return, a
- * thrown error, Ctrl-C, SIGTERM, or its time bound (bench/lib/processes.ts kills what is
+ * thrown error, Ctrl-C, SIGTERM, or its time bound (tools/processes.ts kills what is
  * still running and removes the directory on `exit`). A child also stops by itself when
  * its stdin closes, so even a SIGKILL of the soak leaves nothing running for long.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { readdir, stat } from "node:fs/promises";
-import net from "node:net";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { track } from "../../bench/lib/processes.js";
+import { JsonLinesChild } from "../../tools/json-lines.js";
+import { withTimeout } from "../../tools/processes.js";
 import type { CompactionNodeConfig, LoadSpec, NodeSample } from "./compaction-node.js";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -23,8 +21,7 @@ type Line = Record<string, unknown>;
 
 /** One node's child process. */
 export class NodeProcess {
-  private proc: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private child: JsonLinesChild | undefined;
   private token = 0;
   private readonly waiters = new Map<number, (line: Line) => void>();
   private readyWaiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
@@ -42,61 +39,47 @@ export class NodeProcess {
   }
 
   get pid(): number | undefined {
-    return this.proc?.pid;
+    return this.child?.process.pid;
   }
 
   /** Starts the process; resolves once its node has started, rejects if it exits first or takes longer than `timeoutMs`. */
   start(timeoutMs: number): Promise<void> {
-    const proc = spawn(process.execPath, ["--expose-gc", "--import", "tsx", CHILD, JSON.stringify(this.config)], {
-      cwd: ROOT,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    track(proc);
-    this.proc = proc;
-    proc.stdin!.on("error", () => {}); // EPIPE after the child died: its exit is reported instead
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
     ready.catch(() => {}); // a rejection after the timeout below is not an unhandled one
-    this.exited = new Promise((resolve) =>
-      proc.once("exit", (code, signal) => {
+    this.child = new JsonLinesChild({
+      script: CHILD,
+      config: this.config,
+      nodeFlags: ["--expose-gc"],
+      cwd: ROOT,
+      name: this.id,
+      tail: this.stderrTail,
+      track: true,
+      onExit: (code, signal) => {
         this.readyWaiter?.reject(new Error(`${this.id} exited (${signal ?? `code ${code}`}) before it was ready`));
         this.readyWaiter = undefined;
         this.onLine(this, { exited: signal ?? code });
-        resolve();
-      }),
-    );
-    createInterface({ input: proc.stdout! }).on("line", (text) => {
-      let line: Line;
-      try {
-        line = JSON.parse(text) as Line;
-      } catch {
-        this.tail(`stdout (not JSON): ${text}`);
-        return;
-      }
-      if (line.ready === true) {
-        this.readyWaiter?.resolve();
-        this.readyWaiter = undefined;
-        return;
-      }
-      const token = typeof line.sample === "number" ? line.sample : typeof line.digest === "number" ? line.digest : undefined;
-      const waiter = token === undefined ? undefined : this.waiters.get(token);
-      if (waiter !== undefined) {
-        this.waiters.delete(token!);
-        waiter(line);
-      } else if (token === undefined) {
-        this.onLine(this, line);
-      }
+      },
+      onLine: (line) => {
+        if (line.ready === true) {
+          this.readyWaiter?.resolve();
+          this.readyWaiter = undefined;
+          return;
+        }
+        const token = typeof line.sample === "number" ? line.sample : typeof line.digest === "number" ? line.digest : undefined;
+        const waiter = token === undefined ? undefined : this.waiters.get(token);
+        if (waiter !== undefined) {
+          this.waiters.delete(token!);
+          waiter(line);
+        } else if (token === undefined) {
+          this.onLine(this, line);
+        }
+      },
     });
-    createInterface({ input: proc.stderr! }).on("line", (text) => this.tail(text));
     return withTimeout(ready, timeoutMs, `${this.id} did not start`);
   }
 
-  private tail(text: string): void {
-    this.stderrTail.push(`${this.id}: ${text}`);
-    if (this.stderrTail.length > 40) this.stderrTail.shift();
-  }
-
   private send(request: Line): void {
-    this.proc?.stdin?.write(JSON.stringify(request) + "\n");
+    this.child?.send(request);
   }
 
   private request(key: "sample" | "digest", extra: Line, timeoutMs: number): Promise<Line> {
@@ -122,13 +105,10 @@ export class NodeProcess {
 
   /** A graceful stop (stdin closed: the node stops, then the process exits), SIGKILL after a bound. */
   async stop(graceMs = 8_000): Promise<void> {
-    const proc = this.proc;
-    if (proc === undefined) return;
-    proc.stdin?.end();
-    const timer = setTimeout(() => proc.kill("SIGKILL"), graceMs);
-    await this.exited;
-    clearTimeout(timer);
-    this.proc = undefined;
+    const child = this.child;
+    if (child === undefined) return;
+    await child.stop(graceMs);
+    this.child = undefined;
   }
 }
 
@@ -142,34 +122,4 @@ export async function directorySize(dir: string): Promise<{ bytes: number; snapF
     if (name.endsWith(".snap")) snapFiles++;
   }
   return { bytes, snapFiles };
-}
-
-/** Ports free on loopback right now (the OS picks them); the children listen on them. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const server = net.createServer();
-          server.once("error", reject);
-          server.listen(0, "127.0.0.1", () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
-
-export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,11 +1,12 @@
 /**
  * One raftkit node in a child process, for the compaction soak (scripts/soak-compaction.ts).
- * KvStateMachine + LevelStorage + TcpTransport on loopback. Imports only "raftkit", as a
- * user would; run after `npm run build` with
+ * KvStateMachine + LevelStorage + TcpTransport on loopback. Imports library code only from
+ * "raftkit", as a user would (tools/json-lines.ts is the channel's plumbing); run after
+ * `npm run build` with
  *
  *   node --expose-gc --import tsx scripts/soak/compaction-node.ts '<CompactionNodeConfig as JSON>'
  *
- * Control channel: JSON lines on stdin, JSON lines on stdout.
+ * Control channel: JSON lines on stdin, JSON lines on stdout (tools/json-lines.ts).
  *
  * ```
  * in:  {"sample": 7}                 answered with {"sample": 7, ...NodeSample}
@@ -23,20 +24,12 @@
  */
 import { createHash } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import { KvStateMachine, LevelStorage, RaftNode, TcpTransport, isRaftError } from "raftkit";
 import type { ApplyMeta, KvCommand, KvResult, RaftStorage, Snapshot, SnapshotData, SnapshotMeta, StateMachine, StorageBatch, StoredState } from "raftkit";
+import { type ChildNodeConfig, childConfig, sendLine as send, serveJsonLines } from "../../tools/json-lines.js";
 
 /** What the soak passes as the one argument. */
-export interface CompactionNodeConfig {
-  readonly id: string;
-  readonly location: string;
-  /** Every member's id and "host:port", this node's included. */
-  readonly peers: Readonly<Record<string, string>>;
-  readonly tickMs: number;
-  readonly electionTicks: number;
-  readonly snapshotThreshold: number;
-  readonly trailingEntries: number;
+export interface CompactionNodeConfig extends ChildNodeConfig {
   /** LevelStorage `sync`: fsync every batch. */
   readonly sync: boolean;
   readonly requestTimeoutMs: number;
@@ -181,11 +174,7 @@ class MeasuredKv implements StateMachine<KvCommand, KvResult> {
   }
 }
 
-function send(line: Record<string, unknown>): void {
-  process.stdout.write(JSON.stringify(line) + "\n");
-}
-
-const config = JSON.parse(process.argv[2] ?? "") as CompactionNodeConfig;
+const config = childConfig<CompactionNodeConfig>();
 const sm = new MeasuredKv();
 const storage = new MeteredStorage(new LevelStorage({ location: config.location, nodeId: config.id, sync: config.sync }));
 const node = new RaftNode<KvCommand, KvResult>({
@@ -268,7 +257,7 @@ async function runLoad(spec: LoadSpec): Promise<void> {
   let next = 0;
   const started = performance.now();
   const worker = async (): Promise<void> => {
-    while (next < spec.puts && !stopping) {
+    while (next < spec.puts && !channel.stopping) {
       const i = next++;
       const k = i < spec.keys ? i : mix(spec.seed, i) % spec.keys;
       const tag = `${i}:`;
@@ -297,33 +286,14 @@ function digest(): { sha256: string; keys: number; appliedIndex: number } {
   return { sha256: hash.digest("hex"), keys: sm.kv.size, appliedIndex: sm.kv.lastApplied.index };
 }
 
-let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  // Bounded: a harness waiting for this process must not wait forever.
-  setTimeout(() => process.exit(process.exitCode ?? 0), 5_000).unref();
-  await node.stop().catch(() => {});
-  process.exit();
-}
-process.on("SIGTERM", () => void stop());
-process.on("SIGINT", () => {}); // Ctrl-C reaches the whole process group: let the soak stop us.
-
-const lines = createInterface({ input: process.stdin });
-lines.on("close", () => void stop());
-lines.on("line", (line) => {
-  const request = JSON.parse(line) as { sample?: number; gc?: boolean; load?: LoadSpec; digest?: number };
+const channel = serveJsonLines<{ sample?: number; gc?: boolean; load?: LoadSpec; digest?: number }>(config.id, node, (request) => {
   if (request.sample !== undefined) send({ sample: request.sample, ...sample(request.gc === true) });
   else if (request.digest !== undefined) send({ digest: request.digest, ...digest() });
   else if (request.load !== undefined) {
     runLoad(request.load).catch((err: unknown) => send({ fatal: `${config.id}: load: ${err instanceof Error ? err.message : String(err)}` }));
   }
 });
+process.on("SIGTERM", () => void channel.stop());
+process.on("SIGINT", () => {}); // Ctrl-C reaches the whole process group: let the soak stop us.
 
-try {
-  await node.start();
-  send({ ready: true });
-} catch (err) {
-  send({ fatal: `${config.id}: start failed: ${err instanceof Error ? err.message : String(err)}` });
-  process.exit(1);
-}
+await channel.start();

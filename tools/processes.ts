@@ -1,7 +1,13 @@
-// Every child process and temp directory a benchmark makes is registered here, and goes
-// away however the benchmark ends: normal return, a thrown error, Ctrl-C, SIGTERM, or the
-// benchmark's own time bound running out. (A SIGKILL of the benchmark itself cannot be
-// caught; its children would then be left behind.)
+// Child processes and temp directories of the benchmarks (bench/), the soaks (scripts/) and
+// the process-level tests (test/): spawning, stopping, waiting for exit. This is plumbing,
+// not library code, so bench/, scripts/ and test/ all import it from here (library code
+// they import only through "raftkit" and "raftkit/testing").
+//
+// Every child process and temp directory registered here (spawnLogged, track, makeTempDir)
+// goes away however a benchmark or soak that calls installCleanup ends: normal return, a
+// thrown error, Ctrl-C, SIGTERM, or its own time bound running out. (A SIGKILL of the
+// benchmark itself cannot be caught; its children would then be left behind.) Without
+// installCleanup (the tests), registering only keeps a list: nothing is installed.
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,10 +42,16 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** Resolves when the child has exited (at once if it already has). */
-export function exited(child: ChildProcess): Promise<void> {
-  if (!isRunning(child)) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
+/** Resolves with the child's exit code (null when a signal ended it) once it has exited, at once if it already has. */
+export function exited(child: ChildProcess): Promise<number | null> {
+  if (!isRunning(child)) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+/** SIGKILL (kill -9: no chance to flush or close anything); resolves once the child is gone. */
+export async function killChild(child: ChildProcess): Promise<void> {
+  child.kill("SIGKILL");
+  await exited(child);
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
@@ -51,6 +63,11 @@ export async function stopChild(child: ChildProcess, graceMs = 3000): Promise<vo
   }, graceMs);
   await exited(child);
   clearTimeout(timer);
+}
+
+/** {@link stopChild} on every registered child at once. */
+export async function stopAllChildren(graceMs = 3000): Promise<void> {
+  await Promise.all([...children].map((c) => stopChild(c, graceMs)));
 }
 
 /** A fresh directory under the OS temp dir, removed when the benchmark ends. */
@@ -121,7 +138,7 @@ export function installCleanup(name: string): { setBoundMs(ms: number): void } {
 export function runMain(name: string, main: () => Promise<void>): void {
   main().then(
     async () => {
-      await Promise.all([...children].map((c) => stopChild(c)));
+      await stopAllChildren();
       killAllAndClean();
       process.exit(0);
     },
@@ -130,4 +147,19 @@ export function runMain(name: string, main: () => Promise<void>): void {
       process.exit(1);
     },
   );
+}
+
+// ---------------------------------------------------------------- waiting
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `promise`, or a rejection "`what` within `timeoutMs` ms" if it takes longer. */
+export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
