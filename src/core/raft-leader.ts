@@ -247,8 +247,17 @@ export abstract class RaftLeader extends RaftReadIndex {
       this.sendSnapshotChunks(m.from, pr, true);
       return;
     }
+    if (m.offset < pr.snapshotOffset) {
+      // Behind what we thought: a reordered old answer, or the follower restarted and an
+      // answer of its previous life (delayed) had moved us past where it now is. Trust the
+      // lower figure: resending what it may already have is harmless, while waiting at an
+      // offset it will never reach stalls the transfer for good. The heartbeat answers resend.
+      pr.snapshotOffset = m.offset;
+      pr.snapshotSentOffset = m.offset;
+      return;
+    }
     // A repeated answer means a chunk was lost or reordered; the heartbeat answers resend.
-    if (m.offset <= pr.snapshotOffset) return;
+    if (m.offset === pr.snapshotOffset) return;
     pr.snapshotOffset = m.offset;
     if (pr.snapshotSentOffset < m.offset) pr.snapshotSentOffset = m.offset;
     this.sendSnapshotChunks(m.from, pr, false);

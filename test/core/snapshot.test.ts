@@ -47,6 +47,42 @@ describe("InstallSnapshot (§7)", () => {
 });
 
 describe("sending a snapshot (§7)", () => {
+  it("resumes from where the follower says it is, even behind an answer that said more (a restart)", async () => {
+    const { Network, item } = await import("./harness.js");
+    const net = Network.cluster(ABC, { snapshotChunkBytes: 4 });
+    net.elect("a");
+    const a = net.get("a");
+    net.isolate("c");
+    for (let i = 0; i < 3; i++) a.propose([item()]);
+    net.stabilize();
+    a.compact(memorySnapshot({ index: a.log.committed, term: a.term, config }, new Uint8Array(64).fill(3)), a.log.committed);
+    const index = a.log.committed;
+    // c answers heartbeats, so a sends it the snapshot; no chunk reaches it.
+    net.heal();
+    net.drop((m) => m.type === "InstallSnapshot" || m.type === "InstallSnapshotResponse");
+    net.tick("a");
+    net.stabilize();
+    expect(a.progress.get("c")?.state).toBe("snapshot");
+    // A delayed answer from c's previous life says 40 bytes; c, restarted, says 8.
+    const answer = (offset: number) => a.step({ type: "InstallSnapshotResponse", from: "c", to: "a", term: a.term, index, offset });
+    answer(40);
+    answer(8);
+    const resent: number[] = [];
+    const collect = (): void => {
+      for (const r of drain(a).readies) for (const c of r.snapshotOut) if (c.to === "c") resent.push(c.offset);
+    };
+    collect();
+    const onAnswers = resent.length; // the answer of 40 made the leader go on from 40
+    // The next heartbeat answers make the leader resend: from 8, where c really is.
+    for (let i = 0; i < 3; i++) {
+      a.tick();
+      collect();
+      a.step({ type: "HeartbeatResponse", from: "c", to: "a", term: a.term, readRound: 0 });
+      collect();
+    }
+    expect(resent.slice(onAnswers)[0]).toBe(8);
+  });
+
   it("a node that installed a snapshot sends it on only once the driver handed over the stored copy", () => {
     // b installs a snapshot at 5; its bytes are in storage, not in the core. Until the
     // driver calls snapshotInstalled, b has nothing to send a follower that needs them.
