@@ -90,6 +90,13 @@ export class Progress {
   snapshotOffset = 0;
   snapshotSentOffset = 0;
   /**
+   * The last offset the follower gave that was behind `snapshotOffset` (null: none since
+   * the last progress). Usually a reordered old answer; but when the follower restarted,
+   * a delayed answer of its previous life may have moved us past where it now is, and
+   * then this is the truth. Used when a stalled transfer is resent.
+   */
+  snapshotBehind: number | null = null;
+  /**
    * The snapshot being sent. Kept until the transfer completes even when the leader takes
    * a newer one meanwhile: restarting on every new snapshot could starve a slow follower.
    */
@@ -128,6 +135,7 @@ export class Progress {
     this.pendingSnapshot = index;
     this.snapshotOffset = 0;
     this.snapshotSentOffset = 0;
+    this.snapshotBehind = null;
     this.probeSent = false;
     this.inflights.reset();
   }

@@ -222,7 +222,13 @@ export abstract class RaftLeader extends RaftReadIndex {
       if (pr.pendingSnapshot !== snap.meta.index) pr.becomeSnapshot(snap.meta.index);
       pr.sending = snap;
     }
-    if (resend) pr.snapshotSentOffset = pr.snapshotOffset;
+    if (resend) {
+      // Stalled: if the follower last said it is behind, believe it (resending what it may
+      // have is harmless; waiting at an offset it will never reach is not).
+      if (pr.snapshotBehind !== null) pr.snapshotOffset = pr.snapshotBehind;
+      pr.snapshotBehind = null;
+      pr.snapshotSentOffset = pr.snapshotOffset;
+    }
     const size = snap.data.byteLength;
     const limit = Math.min(size, pr.snapshotOffset + SNAPSHOT_WINDOW_CHUNKS * this.opts.snapshotChunkBytes);
     // An empty snapshot still takes one (empty, final) chunk.
@@ -249,16 +255,16 @@ export abstract class RaftLeader extends RaftReadIndex {
     }
     if (m.offset < pr.snapshotOffset) {
       // Behind what we thought: a reordered old answer, or the follower restarted and an
-      // answer of its previous life (delayed) had moved us past where it now is. Trust the
-      // lower figure: resending what it may already have is harmless, while waiting at an
-      // offset it will never reach stalls the transfer for good. The heartbeat answers resend.
-      pr.snapshotOffset = m.offset;
-      pr.snapshotSentOffset = m.offset;
+      // answer of its previous life had moved us past where it now is. Acting on it now
+      // would answer every reordered answer with a burst of chunks (a storm under
+      // duplication); it is used only if the transfer stalls (resend, below).
+      pr.snapshotBehind = m.offset;
       return;
     }
     // A repeated answer means a chunk was lost or reordered; the heartbeat answers resend.
     if (m.offset === pr.snapshotOffset) return;
     pr.snapshotOffset = m.offset;
+    pr.snapshotBehind = null;
     if (pr.snapshotSentOffset < m.offset) pr.snapshotSentOffset = m.offset;
     this.sendSnapshotChunks(m.from, pr, false);
   }
