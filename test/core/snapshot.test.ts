@@ -1,7 +1,7 @@
 // InstallSnapshot: Raft paper §7.
 import { describe, expect, it } from "vitest";
 import type { InstallSnapshotMessage } from "../../src/core/messages.js";
-import { bytesOf, drain, log, memorySnapshot, newRaft, ofType } from "./harness.js";
+import { Network, bytesOf, drain, item, log, memorySnapshot, newRaft, ofType } from "./harness.js";
 
 const ABC = ["a", "b", "c"];
 const config = { voters: ABC, learners: [], outgoingVoters: [] };
@@ -46,16 +46,25 @@ describe("InstallSnapshot (§7)", () => {
   });
 });
 
+/**
+ * a leads a, b, c with chunks of 4 bytes; c was cut off while a committed three entries
+ * and compacted its log to a snapshot of 64 bytes of `fill`. Returns the network and a.
+ */
+function leaderPastCompaction(fill: number) {
+  const net = Network.cluster(ABC, { snapshotChunkBytes: 4 });
+  net.elect("a");
+  const a = net.get("a");
+  net.isolate("c");
+  for (let i = 0; i < 3; i++) a.propose([item()]);
+  net.stabilize();
+  const snapshot = memorySnapshot({ index: a.log.committed, term: a.term, config }, new Uint8Array(64).fill(fill));
+  a.compact(snapshot, a.log.committed);
+  return { net, a, snapshot };
+}
+
 describe("sending a snapshot (§7)", () => {
-  it("resumes from where the follower says it is, even behind an answer that said more (a restart)", async () => {
-    const { Network, item } = await import("./harness.js");
-    const net = Network.cluster(ABC, { snapshotChunkBytes: 4 });
-    net.elect("a");
-    const a = net.get("a");
-    net.isolate("c");
-    for (let i = 0; i < 3; i++) a.propose([item()]);
-    net.stabilize();
-    a.compact(memorySnapshot({ index: a.log.committed, term: a.term, config }, new Uint8Array(64).fill(3)), a.log.committed);
+  it("resumes from where the follower says it is, even behind an answer that said more (a restart)", () => {
+    const { net, a } = leaderPastCompaction(3);
     const index = a.log.committed;
     // c answers heartbeats, so a sends it the snapshot; no chunk reaches it.
     net.heal();
@@ -105,16 +114,8 @@ describe("sending a snapshot (§7)", () => {
     expect(out.map((c) => [c.to, c.meta.index, c.offset, c.length, c.done])).toEqual([["a", 5, 0, 2, true]]);
   });
 
-  it("finishes the transfer in progress even when the leader takes a newer snapshot meanwhile", async () => {
-    const { Network, item } = await import("./harness.js");
-    const net = Network.cluster(ABC, { snapshotChunkBytes: 4 });
-    net.elect("a");
-    const a = net.get("a");
-    net.isolate("c");
-    for (let i = 0; i < 3; i++) a.propose([item()]);
-    net.stabilize();
-    const older = memorySnapshot({ index: a.log.committed, term: a.term, config }, new Uint8Array(64).fill(1));
-    a.compact(older, a.log.committed);
+  it("finishes the transfer in progress even when the leader takes a newer snapshot meanwhile", () => {
+    const { net, a, snapshot: older } = leaderPastCompaction(1);
     net.heal();
     // Chunks go out and are answered one round at a time; after the first round the leader
     // takes a newer snapshot, which must not restart the transfer to c.
