@@ -115,7 +115,16 @@ export async function collectChunks(chunks: AsyncIterable<Uint8Array>): Promise<
     parts.push(chunk);
     total += chunk.byteLength;
   }
-  if (parts.length === 1) return parts[0]!;
+  return parts.length === 1 ? parts[0]! : concatBytes(parts, total);
+}
+
+/**
+ * Concatenates byte arrays into a new one.
+ * @param parts - The arrays, in order.
+ * @param total - Their combined length, when the caller already knows it.
+ * @internal
+ */
+export function concatBytes(parts: readonly Uint8Array[], total = parts.reduce((n, p) => n + p.byteLength, 0)): Uint8Array {
   const out = new Uint8Array(total);
   let offset = 0;
   for (const p of parts) {

@@ -19,6 +19,7 @@ import type {
   SnapshotMeta,
 } from "../../src/core/messages.js";
 import { Raft, type RaftOptions } from "../../src/core/raft.js";
+import { concatBytes } from "../../src/snapshot-data.js";
 import type { ProposalOutcome, Ready, ReadState } from "../../src/core/ready.js";
 
 export const DEFAULTS: Omit<RaftOptions, "id"> = {
@@ -138,7 +139,7 @@ export function drain(r: Raft): Drained {
       arriving.get(r)!.push(c.data);
     }
     if (rd.snapshot !== null) {
-      const installed = memorySnapshot(rd.snapshot, concat(arriving.get(r)!));
+      const installed = memorySnapshot(rd.snapshot, concatBytes(arriving.get(r)!));
       arriving.delete(r);
       d.installed.push(installed);
       r.snapshotInstalled(installed);
@@ -293,14 +294,4 @@ export class Network {
     if (this.holds.some((rule) => rule(m))) this.held.push(m);
     else this.queue.push(m);
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
