@@ -518,6 +518,60 @@ describe("RaftClient", () => {
     expect(() => new RaftClient(target, { attemptTimeoutMs: 0 })).toThrow(/attemptTimeoutMs/);
   });
 
+  /**
+   * A target that registers session 1 and answers each command attempt as `answer` says:
+   * a result, a rejection, or never. Records each attempt's seq and `timeoutMs`.
+   */
+  function scriptedTarget(answer: (seq: number, attempt: number) => "ok" | "hang" | RaftError) {
+    const attempts: { seq: number; timeoutMs: number }[] = [];
+    const target: SessionTarget<KvCommand, KvResult> = {
+      propose: (cmd, options) => {
+        if (cmd.kind === "register") return Promise.resolve({ kind: "registered", session: 1 });
+        if (cmd.kind !== "command") return Promise.resolve({ kind: "ok" });
+        attempts.push({ seq: cmd.seq, timeoutMs: options?.timeoutMs ?? Number.NaN });
+        const a = answer(cmd.seq, attempts.filter((x) => x.seq === cmd.seq).length);
+        if (a === "hang") return new Promise(() => {}); // a node that crashed with the request
+        if (a instanceof RaftError) return Promise.reject(a);
+        return Promise.resolve({ kind: "result", result: { ok: true, previous: null }, duplicate: false });
+      },
+      read: () => Promise.resolve(),
+    };
+    return { target, attempts };
+  }
+
+  it("a call that is over no longer holds back the seq window, though its attempt never got an answer", async () => {
+    // Seq 1's attempt goes to a node that never answers; the call is aborted long before
+    // the attempt's deadline. Seqs 2 and 3 must still run: with a window of 2, seq 3 is
+    // refused with BUSY for as long as seq 1 counts as unfinished.
+    const { target } = scriptedTarget((seq) => (seq === 1 ? "hang" : "ok"));
+    const client = new RaftClient(target, { attemptTimeoutMs: 60_000, requestTimeoutMs: 60_000, maxSeqWindow: 2 });
+    const controller = new AbortController();
+    const first = client.propose(put("a", "1"), { signal: controller.signal });
+    await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    await expect(first).rejects.toMatchObject({ code: "ABORTED" });
+    await expect(client.propose(put("b", "1"))).resolves.toEqual({ ok: true, previous: null });
+    await expect(client.propose(put("c", "1"))).resolves.toEqual({ ok: true, previous: null });
+  });
+
+  it("never gives an attempt a deadline past the call's own", async () => {
+    const { target, attempts } = scriptedTarget(() => "hang");
+    const client = new RaftClient(target, { attemptTimeoutMs: 5000 });
+    await expect(client.propose(put("a", "1"), { timeoutMs: 100 })).rejects.toMatchObject({ code: "TIMEOUT" });
+    expect(attempts.length).toBeGreaterThan(0);
+    for (const a of attempts) expect(a.timeoutMs).toBeLessThanOrEqual(100);
+  });
+
+  it("doubles an attempt's deadline only after one that timed out, not after a node gave up at once", async () => {
+    // The node rejects the first three attempts with TIMEOUT right away (its leader
+    // changed before it answered): that says nothing about the deadline being too short.
+    const early = new RaftError("TIMEOUT", "the leader changed before it answered");
+    const { target, attempts } = scriptedTarget((_seq, n) => (n <= 3 ? early : "ok"));
+    const client = new RaftClient(target, { attemptTimeoutMs: 500, requestTimeoutMs: 60_000, retryDelayMs: 1 });
+    await expect(client.propose(put("a", "1"))).resolves.toEqual({ ok: true, previous: null });
+    expect(attempts.map((a) => a.timeoutMs)).toEqual([500, 500, 500, 500]);
+  });
+
   it("survives a restart from a snapshot: a retried command is still deduplicated", async () => {
     const network = new MemoryNetwork();
     const storage = new MemoryStorage();

@@ -222,9 +222,10 @@ export class RaftClient<Cmd, Result> {
   propose(command: Cmd, options?: RequestOptions): Promise<Result> {
     const timeoutMs = timeoutOf(options, this.requestTimeoutMs);
     if (this.closed) return Promise.reject(new RaftError("STOPPED", "the RaftClient was closed; proposal refused"));
+    const deadline = this.clock.now() + timeoutMs;
     const pending = new PendingRequest<Result>(this.clock, timeoutMs, options?.signal, () => this.live.delete(pending), "session proposal");
     this.live.add(pending);
-    void this.run(command, pending).catch((err: unknown) => pending.reject(err));
+    void this.run(command, pending, deadline).catch((err: unknown) => pending.reject(err));
     return pending.promise;
   }
 
@@ -263,8 +264,8 @@ export class RaftClient<Cmd, Result> {
     }
   }
 
-  private async run(command: Cmd, pending: PendingRequest<Result>): Promise<void> {
-    const session = await this.session(pending);
+  private async run(command: Cmd, pending: PendingRequest<Result>, deadline: number): Promise<void> {
+    const session = await this.session(pending, deadline);
     if (pending.settled) return;
     let unfinished = this.unfinished.get(session);
     if (unfinished === undefined) this.unfinished.set(session, (unfinished = new Set()));
@@ -280,7 +281,7 @@ export class RaftClient<Cmd, Result> {
       while (!pending.settled) {
         attempts++;
         const sent: CommandOf<Cmd> = { kind: "command", session, seq, ackSeq: lowest(unfinished), time: this.now(), cmd: command };
-        const outcome = await this.attempt(sent, pending, this.attemptTimeoutMs * retries.timeoutFactor());
+        const outcome = await this.attempt(sent, pending, this.attemptDeadline(retries, deadline));
         if (pending.settled) return;
         if (outcome.kind === "retry") {
           await this.pause(pending, retries.after(outcome.cause));
@@ -315,12 +316,12 @@ export class RaftClient<Cmd, Result> {
   }
 
   /** The session id, registering one first if needed. Concurrent first calls share one registration. */
-  private async session(pending: PendingRequest<Result>): Promise<number> {
+  private async session(pending: PendingRequest<Result>, deadline: number): Promise<number> {
     for (;;) {
       if (this.sessionId !== null) return this.sessionId;
       let registration = this.registering;
       if (registration === null) {
-        const started = this.register(pending);
+        const started = this.register(pending, deadline);
         registration = this.registering = started;
         const clear = (): void => {
           if (this.registering === started) this.registering = null;
@@ -340,10 +341,10 @@ export class RaftClient<Cmd, Result> {
    * Registers a session through the log, retrying until `pending`'s deadline. A retry
    * may leave an extra session behind (each attempt is a new entry); it expires unused.
    */
-  private async register(pending: PendingRequest<Result>): Promise<number> {
+  private async register(pending: PendingRequest<Result>, deadline: number): Promise<number> {
     const retries = new Retries();
     while (!pending.settled && !this.closed) {
-      const outcome = await this.attempt({ kind: "register", time: this.now() }, pending, this.attemptTimeoutMs * retries.timeoutFactor());
+      const outcome = await this.attempt({ kind: "register", time: this.now() }, pending, this.attemptDeadline(retries, deadline));
       if (outcome.kind === "retry") {
         await this.pause(pending, retries.after(outcome.cause));
         continue;
@@ -363,8 +364,18 @@ export class RaftClient<Cmd, Result> {
   }
 
   /**
-   * One attempt, bounded by `timeoutMs` on the client's clock. Resolves with the result,
-   * or with `retry` and why; rejects with a final error.
+   * The next attempt's deadline: `attemptTimeoutMs`, doubled per timed-out attempt, but
+   * never past the call's own deadline (the node keeps the request, and a slot of its
+   * `maxPendingRequests`, for as long as the attempt asks).
+   */
+  private attemptDeadline(retries: Retries, deadline: number): number {
+    return Math.max(1, Math.min(this.attemptTimeoutMs * retries.timeoutFactor(), deadline - this.clock.now()));
+  }
+
+  /**
+   * One attempt, bounded by `timeoutMs` on the client's clock, and ended as soon as the
+   * call settles. Resolves with the result, or with `retry` and why; rejects with a final
+   * error.
    */
   private attempt(
     command: SessionCommand<Cmd>,
@@ -380,7 +391,14 @@ export class RaftClient<Cmd, Result> {
         fn();
       };
       const timer = this.clock.setTimeout(() => finish(() => resolve({ kind: "retry", cause: "timeout" })), timeoutMs);
-      this.lastSentMs = this.clock.now();
+      // Once the call settled (its deadline, an abort, close()) nobody waits for this
+      // attempt. Ending it keeps the seq from counting as unfinished until the attempt's
+      // own deadline: that would hold back ackSeq, and fill the seq window with calls that
+      // are over (every later call refused with BUSY; simulator seed 607481/5).
+      const abandon = (): void => finish(() => resolve({ kind: "retry", cause: "timeout" }));
+      void pending.promise.then(abandon, abandon);
+      const started = this.clock.now();
+      this.lastSentMs = started;
       let sent: Promise<SessionResult<Result>>;
       try {
         sent = this.target.propose(command, { timeoutMs });
@@ -392,11 +410,21 @@ export class RaftClient<Cmd, Result> {
         (err: unknown) =>
           finish(() => {
             if (pending.settled) resolve({ kind: "retry", cause: "timeout" });
-            else if (isRaftError(err) && RETRYABLE.has(err.code)) resolve({ kind: "retry", cause: err.code === "TIMEOUT" ? "timeout" : "refused" });
+            else if (isRaftError(err) && RETRYABLE.has(err.code)) resolve({ kind: "retry", cause: this.retryCause(err.code, started, timeoutMs) });
             else reject(err);
           }),
       );
     });
+  }
+
+  /**
+   * Why a refused attempt is retried. Only a `TIMEOUT` that took at least half the
+   * attempt's deadline says the deadline was too short; a node that gives up early (its
+   * leader changed before it answered) refused, and doubling the next deadline for that
+   * would let one call's attempts outlive the call by far.
+   */
+  private retryCause(code: string, started: number, timeoutMs: number): RetryCause {
+    return code === "TIMEOUT" && this.clock.now() - started >= timeoutMs / 2 ? "timeout" : "refused";
   }
 
   /** Waits before the next attempt: exponential in `refusals` (0: no wait), with jitter; ends early when the call settles. */
