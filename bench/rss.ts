@@ -4,9 +4,12 @@
  *
  *   npm run -s build && npx tsx bench/rss.ts [--minutes 10] [--clients 256] [--keys 100000]
  *                                            [--value-bytes 100] [--sample-seconds 10]
+ *                                            [--node-defaults]
  *
  * - 3 nodes of the example KV server (`dist/examples/kv-server/main.js`, LevelStorage with
- *   fsync on, --fast-mode, the server's default snapshot threshold) on fresh temp data dirs.
+ *   fsync on, --fast-mode, the server's default snapshot threshold) on fresh temp data dirs,
+ *   run with the deployment guide's process settings (DEPLOYED_ENV: malloc arenas, V8 heap
+ *   bound) unless `--node-defaults`.
  * - Closed-loop keep-alive clients (one connection each) PUT 100-byte values to the leader
  *   over a bounded key space (100,000 keys by default), so the state machine's size is
  *   bounded and the log is compacted by the server's own snapshots. After a 307 or 503 or
@@ -40,6 +43,8 @@ interface Options {
   keys: number;
   valueBytes: number;
   sampleSeconds: number;
+  /** Run the servers with Node's defaults instead of the deployment guide's settings. */
+  nodeDefaults: boolean;
 }
 
 function parseOptions(): Options {
@@ -50,12 +55,13 @@ function parseOptions(): Options {
       keys: { type: "string", default: "100000" },
       "value-bytes": { type: "string", default: "100" },
       "sample-seconds": { type: "string", default: "10" },
+      "node-defaults": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
   if (values.help === true) {
-    out("usage: npx tsx bench/rss.ts [--minutes N (10)] [--clients N (256)] [--keys N (100000)] [--value-bytes N (100)] [--sample-seconds N (10)]");
+    out("usage: npx tsx bench/rss.ts [--minutes N (10)] [--clients N (256)] [--keys N (100000)] [--value-bytes N (100)] [--sample-seconds N (10)] [--node-defaults]");
     process.exit(0);
   }
   const num = (name: string, text: string, min: number, max: number, integer: boolean): number => {
@@ -71,6 +77,7 @@ function parseOptions(): Options {
     keys: num("keys", values.keys, 1, 10_000_000, true),
     valueBytes: num("value-bytes", values["value-bytes"], 0, 1 << 20, true),
     sampleSeconds: num("sample-seconds", values["sample-seconds"], 1, 600, false),
+    nodeDefaults: values["node-defaults"],
   };
 }
 
@@ -122,12 +129,13 @@ async function main(): Promise<void> {
   out();
   out("Machine (shared: other sessions may run on it at the same time):");
   out(machineFacts());
-  out(`Settings: --minutes ${opts.minutes} --clients ${opts.clients} --keys ${opts.keys} --value-bytes ${opts.valueBytes} --sample-seconds ${opts.sampleSeconds}; warm-up ${fmt(warmupS)} s; bounded at ${boundS} s`);
-  out();
+  out(`Settings: --minutes ${opts.minutes} --clients ${opts.clients} --keys ${opts.keys} --value-bytes ${opts.valueBytes} --sample-seconds ${opts.sampleSeconds}${opts.nodeDefaults ? " --node-defaults" : ""}; warm-up ${fmt(warmupS)} s; bounded at ${boundS} s`);
 
   const root = makeTempDir("raftkit-rss-");
   log(`starting a 3-node raftkit-kv cluster in ${root} ...`);
-  const kv = await KvCluster.start(root);
+  const kv = await KvCluster.start(root, { nodeDefaults: opts.nodeDefaults });
+  out(`Server process settings: ${kv.settings}`);
+  out();
   let leader = await kv.waitForLeader(10_000);
   log(`leader: node ${leader.id}`);
 

@@ -156,7 +156,7 @@ async function main(): Promise<void> {
   log("starting a 3-member etcd cluster and a 3-node raftkit-kv cluster ...");
   const [etcdCluster, kv] = await Promise.all([EtcdCluster.start(etcd, root), KvCluster.start(root)]);
   out(`etcd server: ${await etcdCluster.serverVersion()}, JSON gateway: POST ${etcdCluster.gateway}/kv/put, sent to the leader`);
-  out(`raftkit-kv: ${kv.nodes.length} nodes, --fast-mode, LevelStorage (fsync on), PUT /v1/kv/KEY sent to the leader`);
+  out(`raftkit-kv: ${kv.nodes.length} nodes, --fast-mode, LevelStorage (fsync on), PUT /v1/kv/KEY sent to the leader; process settings ${kv.settings}`);
   out(`Data dirs and the fdatasync probe: ${root}`);
   out();
 

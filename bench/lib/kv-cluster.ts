@@ -12,6 +12,20 @@ import { sleep } from "./stats.js";
 export const KV_MAIN = fileURLToPath(new URL("../../dist/examples/kv-server/main.js", import.meta.url));
 const HTTP_OFFSET = 1000;
 
+/**
+ * The process settings of docs/deploy.md's systemd unit, which the benchmarks run the
+ * servers with: two malloc arenas (LevelDB's and libuv's threads otherwise grow one each),
+ * and a V8 heap sized for a server. Unbounded, V8 on this 24 GiB machine lets the old
+ * generation grow to about 4x the live data before a full collection (a 31 MB live set
+ * held 80-140 MB of heap pages); a bound under 2 GiB lowers that factor to 1.3-1.7.
+ * Semi-spaces of 8 MB rather than 16 save 16 MB; 4 MB saved 10 MB more but cost 15% of
+ * the throughput (bench/RESULTS.md, "Memory under load").
+ */
+export const DEPLOYED_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: "2",
+  NODE_OPTIONS: "--max-old-space-size=512 --max-semi-space-size=8",
+};
+
 export interface KvStatus {
   readonly id: string;
   readonly role: string;
@@ -34,10 +48,16 @@ export class KvCluster {
   private constructor(
     readonly nodes: readonly KvNode[],
     private readonly args: readonly string[],
+    private readonly env: NodeJS.ProcessEnv,
+    /** The servers' process settings, for the benchmark's report. */
+    readonly settings: string,
   ) {}
 
-  /** Starts `size` nodes with data dirs and logs under `root`; resolves once a leader is known. */
-  static async start(root: string, size = 3, preset = "--fast-mode"): Promise<KvCluster> {
+  /**
+   * Starts `size` nodes with data dirs and logs under `root`; resolves once a leader is
+   * known. The servers run with {@link DEPLOYED_ENV} unless `nodeDefaults` is set.
+   */
+  static async start(root: string, { size = 3, preset = "--fast-mode", nodeDefaults = false } = {}): Promise<KvCluster> {
     if (!existsSync(KV_MAIN)) throw new Error(`${KV_MAIN} is missing: run \`npm run build\` first`);
     const nodes: KvNode[] = [];
     for (let id = 1; id <= size; id++) {
@@ -46,7 +66,11 @@ export class KvCluster {
       mkdirSync(dataDir, { recursive: true });
       nodes.push({ id, raftPort, httpPort: raftPort + HTTP_OFFSET, dataDir, logFile: join(root, `raftkit-${id}.log`), child: null });
     }
-    const cluster = new KvCluster(nodes, ["--cluster", nodes.map((n) => `127.0.0.1:${n.raftPort}`).join(","), preset]);
+    const env = nodeDefaults ? process.env : { ...process.env, ...DEPLOYED_ENV };
+    const settings = nodeDefaults
+      ? "Node's defaults"
+      : `${Object.entries(DEPLOYED_ENV).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")} (docs/deploy.md)`;
+    const cluster = new KvCluster(nodes, ["--cluster", nodes.map((n) => `127.0.0.1:${n.raftPort}`).join(","), preset], env, settings);
     for (const node of nodes) cluster.launch(node);
     await cluster.waitForLeader(20_000);
     return cluster;
@@ -54,7 +78,7 @@ export class KvCluster {
 
   private launch(node: KvNode): ChildProcess {
     const args = [KV_MAIN, "--node-id", String(node.id), "--bind", `127.0.0.1:${node.raftPort}`, "--data-dir", node.dataDir, ...this.args];
-    node.child = spawnLogged(process.execPath, args, node.logFile);
+    node.child = spawnLogged(process.execPath, args, node.logFile, this.env);
     return node.child;
   }
 
