@@ -77,7 +77,10 @@ export class KvCluster {
   }
 
   private launch(node: KvNode): ChildProcess {
-    const args = [KV_MAIN, "--node-id", String(node.id), "--bind", `127.0.0.1:${node.raftPort}`, "--data-dir", node.dataDir, ...this.args];
+    // Extra `node` flags for the servers, e.g. RAFTKIT_KV_NODE_ARGS="--cpu-prof
+    // --cpu-prof-dir=/tmp/prof" to profile them (flags NODE_OPTIONS does not allow).
+    const nodeArgs = (process.env["RAFTKIT_KV_NODE_ARGS"] ?? "").split(" ").filter((a) => a !== "");
+    const args = [...nodeArgs, KV_MAIN, "--node-id", String(node.id), "--bind", `127.0.0.1:${node.raftPort}`, "--data-dir", node.dataDir, ...this.args];
     node.child = spawnLogged(process.execPath, args, node.logFile, this.env);
     return node.child;
   }
