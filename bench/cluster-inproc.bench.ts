@@ -1,9 +1,9 @@
-// An in-process 3-node cluster (MemoryNetwork, MemoryStorage, KvStateMachine) committing
+// An in-process 3-node cluster (MemoryNetwork, MemoryStorage, KvStateMachine with kvCodec) committing
 // puts of 100-byte values with 1,000 proposals in flight. One mitata iteration proposes
 // 1,000 puts on the leader and waits for all of them to be committed and applied.
 //   npm run build && npx tsx bench/cluster-inproc.bench.ts
 import { bench, do_not_optimize, run, summary } from "mitata";
-import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftNode, type KvCommand, type KvResult } from "raftkit";
+import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftNode, kvCodec, type KvCommand, type KvResult } from "raftkit";
 
 const IN_FLIGHT = 1000;
 const value = "x".repeat(100);
@@ -12,7 +12,7 @@ async function startCluster(): Promise<RaftNode<KvCommand, KvResult>[]> {
   const network = new MemoryNetwork();
   const ids = ["n1", "n2", "n3"];
   const nodes = ids.map(
-    (id) => new RaftNode({ id, peers: ids, stateMachine: new KvStateMachine(), storage: new MemoryStorage(), transport: network.transport(id), tickMs: 20 }),
+    (id) => new RaftNode({ id, peers: ids, stateMachine: new KvStateMachine(), codec: kvCodec, storage: new MemoryStorage(), transport: network.transport(id), tickMs: 20 }),
   );
   await Promise.all(nodes.map((n) => n.start()));
   nodes[0]!.campaign();

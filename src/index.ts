@@ -73,4 +73,5 @@ export { PROTOCOL_VERSION } from "./transport/frame.js";
 
 export type { KvCommand, KvResult } from "./kv/commands.js";
 export { KvStateMachine, validateKvCommand, defaultKvLimits } from "./kv/kv-state-machine.js";
+export { kvCodec } from "./kv/kv-codec.js";
 export type { KvEntry, KvLimits, KvListOptions, KvStateMachineOptions } from "./kv/kv-state-machine.js";

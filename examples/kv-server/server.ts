@@ -1,7 +1,7 @@
 // One KV server: a RaftNode (KvStateMachine, LevelStorage, TcpTransport) behind the HTTP API.
 import { mkdir, readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import { KvStateMachine, LevelStorage, RaftNode, TcpTransport } from "raftkit";
+import { KvStateMachine, LevelStorage, RaftNode, TcpTransport, kvCodec } from "raftkit";
 import type { ClusterConfig, KvCommand, Logger, TcpTlsOptions } from "raftkit";
 import { formatHostPort, httpBaseUrl } from "./address.js";
 import type { ServerConfig, TlsFiles } from "./args.js";
@@ -68,6 +68,7 @@ export async function startServer(config: ServerConfig, logger: Logger, onFatal:
     id: nodeId,
     peers: Object.fromEntries(initialPeers),
     stateMachine: new IndexedKvStateMachine(kv),
+    codec: kvCodec,
     storage,
     transport,
     tickMs: timing.tickMs,
