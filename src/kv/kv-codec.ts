@@ -27,7 +27,7 @@ const jsonDecoder = new TextDecoder("utf-8", { fatal: true });
 
 type Slice = (this: Uint8Array, start: number, end: number) => string;
 // Node's slice methods work on any Uint8Array and, unlike TextDecoder, cost next to
-// nothing on the short strings commands hold (decoding 2.5x faster than JSON overall,
+// nothing on the short strings commands hold (decoding twice as fast as JSON overall,
 // bench/RESULTS.md). They are not documented, so fall back to documented calls (a Buffer
 // view per string) should a Node version drop them.
 const native = Buffer.prototype as unknown as { latin1Slice?: Slice; utf8Slice?: Slice };
@@ -42,14 +42,14 @@ function documentedSlice(encoding: "latin1" | "utf8"): Slice {
 
 /**
  * A compact binary codec for {@link KvCommand}s: a tag byte, length-prefixed UTF-8
- * strings, no field names. Encoding takes about a third of the time of the default JSON
- * codec and decoding about 40% (100-byte values; bench/codec.bench.ts), and entries are
- * 15-20 bytes shorter. It also decodes entries written by the default JSON codec, so an
- * existing log may switch to it; every node of a cluster must use a version that has it
- * before any node starts writing with it.
+ * strings, no field names. Encoding and decoding take about half the time of the default
+ * JSON codec (a put of a 100-byte value; bench/codec.bench.ts), and a put is 30 bytes
+ * shorter. It also decodes entries written by the default JSON codec, so an existing log
+ * may switch to it; every node of a cluster must use a version that has it before any
+ * node starts writing with it.
  *
  * Strings that are not well-formed UTF-16 (lone surrogates) are written as U+FFFD, as
- * with the JSON codec; `validateKvCommand` refuses such strings in the first place.
+ * with the JSON codec.
  *
  * @example
  * ```ts
