@@ -2,12 +2,15 @@
  * raftkit-kv against etcd: the same HTTP load on a 3-node cluster of each, on loopback.
  *
  *   npm run -s build && npx tsx bench/vs-etcd.ts [--seconds 10] [--rounds 3] [--clients 1,16,64,256] [--warmup S]
+ *                                                [--node-defaults]
  *
  * - etcd: Debian's etcd-server (installed with apt-get if `etcd` is missing), 3 members,
  *   etcd's defaults (fsync on), written through its v3 JSON gateway (POST /v3/kv/put with
  *   base64 key and value; /v3beta on etcd 3.3), sent to the leader.
  * - raftkit: 3 nodes of the example KV server (`dist/examples/kv-server/main.js`,
- *   LevelStorage with fsync, --fast-mode), written with PUT /v1/kv/KEY on the leader.
+ *   LevelStorage with fsync, --fast-mode), written with PUT /v1/kv/KEY on the leader; the
+ *   servers run with the deployment guide's process settings (DEPLOYED_ENV) unless
+ *   `--node-defaults`.
  * - One load generator for both (bench/lib/http-load.ts): closed-loop clients on a
  *   keep-alive node:http Agent, 100-byte values over 10,000 keys. Each point (a number of
  *   clients) runs both systems back to back, the order alternating between rounds; the
@@ -43,6 +46,8 @@ interface Options {
   rounds: number;
   clients: number[];
   warmupSeconds: number;
+  /** Run the raftkit servers with Node's defaults instead of the deployment guide's settings. */
+  nodeDefaults: boolean;
 }
 
 /** One measured run of one system at one point, with what the servers' metrics say about it. */
@@ -75,12 +80,13 @@ function parseOptions(): Options {
       rounds: { type: "string", default: "3" },
       clients: { type: "string", default: "1,16,64,256" },
       warmup: { type: "string" },
+      "node-defaults": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
   if (values.help === true) {
-    out("usage: npx tsx bench/vs-etcd.ts [--seconds N (10)] [--rounds N (3)] [--clients 1,16,64,256] [--warmup S (min(1, seconds/5))]");
+    out("usage: npx tsx bench/vs-etcd.ts [--seconds N (10)] [--rounds N (3)] [--clients 1,16,64,256] [--warmup S (min(1, seconds/5))] [--node-defaults]");
     process.exit(0);
   }
   const positive = (name: string, text: string, integer: boolean): number => {
@@ -94,6 +100,7 @@ function parseOptions(): Options {
     rounds: positive("rounds", values.rounds, true),
     clients: values.clients.split(",").map((c) => positive("clients", c.trim(), true)),
     warmupSeconds: values.warmup === undefined ? Math.min(1, seconds / 5) : Number(values.warmup),
+    nodeDefaults: values["node-defaults"],
   };
 }
 
@@ -138,7 +145,7 @@ async function main(): Promise<void> {
   out();
   out(`Machine (shared and noisy: other sessions may run tests on it at the same time):`);
   out(machineFacts({ etcd: etcdVersion(etcd) }));
-  out(`Settings: --seconds ${opts.seconds} --rounds ${opts.rounds} --clients ${opts.clients.join(",")}, warm-up ${opts.warmupSeconds} s per run; bounded at ${boundS} s`);
+  out(`Settings: --seconds ${opts.seconds} --rounds ${opts.rounds} --clients ${opts.clients.join(",")}${opts.nodeDefaults ? " --node-defaults" : ""}, warm-up ${opts.warmupSeconds} s per run; bounded at ${boundS} s`);
   out();
 
   const root = makeTempDir("raftkit-vs-etcd-");
@@ -154,7 +161,7 @@ async function main(): Promise<void> {
   const selfSeconds = Math.min(2, opts.seconds);
 
   log("starting a 3-member etcd cluster and a 3-node raftkit-kv cluster ...");
-  const [etcdCluster, kv] = await Promise.all([EtcdCluster.start(etcd, root), KvCluster.start(root)]);
+  const [etcdCluster, kv] = await Promise.all([EtcdCluster.start(etcd, root), KvCluster.start(root, { nodeDefaults: opts.nodeDefaults })]);
   out(`etcd server: ${await etcdCluster.serverVersion()}, JSON gateway: POST ${etcdCluster.gateway}/kv/put, sent to the leader`);
   out(`raftkit-kv: ${kv.nodes.length} nodes, --fast-mode, LevelStorage (fsync on), PUT /v1/kv/KEY sent to the leader; process settings ${kv.settings}`);
   out(`Data dirs and the fdatasync probe: ${root}`);
@@ -259,13 +266,15 @@ async function main(): Promise<void> {
   out();
   out(
     table(
-      ["clients", "etcd ops/s", "etcd p50", "etcd p99", "raftkit ops/s", "raftkit p50", "raftkit p99", "raftkit/etcd ops/s", "raftkit/etcd p50"],
+      ["clients", "etcd ops/s", "etcd p50", "etcd p99", "raftkit ops/s", "raftkit p50", "raftkit p99", "raftkit/etcd ops/s", "raftkit/etcd p50", "raftkit/etcd p99"],
       opts.clients.map((c) => {
         const eo = med("etcd", c, (r) => r.opsPerSec);
         const ro = med("raftkit", c, (r) => r.opsPerSec);
         const ep = med("etcd", c, (r) => r.p50Ms);
         const rp = med("raftkit", c, (r) => r.p50Ms);
-        return [String(c), fmt(eo), fmtMs(ep), fmtMs(med("etcd", c, (r) => r.p99Ms)), fmt(ro), fmtMs(rp), fmtMs(med("raftkit", c, (r) => r.p99Ms)), `${fmt(ro / eo, 2)}x`, `${fmt(rp / ep, 2)}x`];
+        const e99 = med("etcd", c, (r) => r.p99Ms);
+        const r99 = med("raftkit", c, (r) => r.p99Ms);
+        return [String(c), fmt(eo), fmtMs(ep), fmtMs(e99), fmt(ro), fmtMs(rp), fmtMs(r99), `${fmt(ro / eo, 2)}x`, `${fmt(rp / ep, 2)}x`, `${fmt(r99 / e99, 2)}x`];
       }),
     ),
   );
