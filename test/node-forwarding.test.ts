@@ -1,7 +1,7 @@
-// Proposals made on a follower are forwarded to the leader; the follower resolves them
-// when it applies the entry the leader appended for them.
+// Proposals resolve when their entry is applied: forwarded from a follower, and without
+// waiting for the write of the commit index.
 import { describe, expect, it } from "vitest";
-import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftNode, type KvCommand, type KvResult, type Message, type MessageHandler, type Transport } from "../src/index.js";
+import { KvStateMachine, MemoryNetwork, MemoryStorage, RaftNode, type KvCommand, type KvResult, type Message, type MessageHandler, type StorageBatch, type Transport } from "../src/index.js";
 
 /**
  * Holds the leader's answers to forwarded proposals until the AppendEntries that commits
@@ -58,5 +58,37 @@ describe("forwarded proposals", () => {
     expect(results).toHaveLength(20);
     for (const r of results) expect(r).toMatchObject({ ok: true });
     await Promise.all(nodes.map((n) => n.stop()));
+  });
+});
+
+/** MemoryStorage whose commit-index-only writes (`sync: false`) wait until released. */
+class HeldCommitWrites extends MemoryStorage {
+  held: (() => void)[] = [];
+  override async save(batch: StorageBatch): Promise<void> {
+    if (batch.sync === false) await new Promise<void>((resolve) => this.held.push(resolve));
+    return super.save(batch);
+  }
+  release(): void {
+    for (const r of this.held.splice(0)) r();
+  }
+}
+
+describe("the commit index write", () => {
+  it("does not hold up applying: a proposal resolves while the write of its commit index is still under way", async () => {
+    const storage = new HeldCommitWrites();
+    const node = new RaftNode<KvCommand, KvResult>({ id: "solo", peers: ["solo"], stateMachine: new KvStateMachine(), storage, transport: new MemoryNetwork().transport("solo"), tickMs: 5 });
+    await node.start();
+    node.campaign();
+    while (!node.isLeader) await new Promise((r) => setTimeout(r, 5));
+    storage.release();
+    const result = node.propose({ op: "put", key: "k", value: "v" });
+    const settled = await Promise.race([result.then(() => "resolved"), new Promise((r) => setTimeout(() => r("still waiting"), 1000))]);
+    expect(settled).toBe("resolved");
+    expect(storage.held.length).toBeGreaterThan(0); // the commit index write is still held
+    storage.release();
+    await expect(node.propose({ op: "put", key: "k", value: "w" })).resolves.toMatchObject({ ok: true });
+    const stopping = node.stop();
+    storage.release();
+    await stopping;
   });
 });

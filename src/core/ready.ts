@@ -66,7 +66,10 @@ export interface OutgoingSnapshotChunk {
  *    the core (`Raft.snapshotInstalled`); then apply `committedEntries`, in order.
  * 4. Serve `readStates` once the applied index reaches theirs; settle `proposals`.
  * 5. Call `advance(ready)`, which tells the core that steps 1 to 3 are done.
-
+ *
+ * When `mustSync` is false, the write of step 1 changes nothing but the commit index, which
+ * nothing in steps 2 to 4 depends on: the driver may run those steps while it is under
+ * way, as long as it completes before `advance`.
  *
  * Inputs (ticks, messages, proposals) may arrive while the driver is in steps 1 to 4;
  * they go into the next Ready. The core hands out one Ready at a time.

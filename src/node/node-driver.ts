@@ -73,6 +73,10 @@ export class NodeDriver<Cmd, Result> extends DriverChanges<Cmd, Result> {
           if (this.state !== "running") break;
         }
         // 1. Persist: one durable write for everything this round produced (group commit).
+        // A write of the commit index alone (`mustSync` false) is one nothing below depends
+        // on (losing it in a crash is harmless), so sending and applying do not wait for it;
+        // only advance() does. That takes a storage round trip off every commit.
+        let commitWrite: Promise<unknown> | null = null;
         if (rd.hardState !== null || rd.entries.length > 0 || installed !== null) {
           const batch = {
             entries: rd.entries,
@@ -80,12 +84,16 @@ export class NodeDriver<Cmd, Result> extends DriverChanges<Cmd, Result> {
             ...(rd.hardState === null ? {} : { hardState: rd.hardState }),
             ...(installed === null ? {} : { snapshot: installed }),
           };
-          try {
-            await this.opts.storage.save(batch);
-          } catch (err) {
-            throw new RaftError("STORAGE", `storage save failed on ${this.id}`, { cause: err });
-          }
-          if (this.state !== "running") break;
+          // Settles to the error, if any: a rejection must not go unhandled while we apply.
+          const written = this.opts.storage.save(batch).then(
+            () => null,
+            (err: unknown) => new RaftError("STORAGE", `storage save failed on ${this.id}`, { cause: err }),
+          );
+          if (rd.mustSync) {
+            const failure = await written;
+            if (failure !== null) throw failure;
+            if (this.state !== "running") break;
+          } else commitWrite = written;
         }
         // 2. Send, now that what the messages promise is durable.
         for (const m of rd.messages) this.opts.transport.send(m);
@@ -107,6 +115,11 @@ export class NodeDriver<Cmd, Result> extends DriverChanges<Cmd, Result> {
         }
         // 4. Reads.
         this.settleReadStates(rd);
+        if (commitWrite !== null) {
+          const failure = await commitWrite;
+          if (failure !== null) throw failure;
+          if (this.state !== "running") return;
+        }
         core.advance(rd);
         this.emitChanges(core);
         await this.maybeSnapshot(core);
