@@ -222,10 +222,9 @@ export class RaftClient<Cmd, Result> {
   propose(command: Cmd, options?: RequestOptions): Promise<Result> {
     const timeoutMs = timeoutOf(options, this.requestTimeoutMs);
     if (this.closed) return Promise.reject(new RaftError("STOPPED", "the RaftClient was closed; proposal refused"));
-    const deadline = this.clock.now() + timeoutMs;
     const pending = new PendingRequest<Result>(this.clock, timeoutMs, options?.signal, () => this.live.delete(pending), "session proposal");
     this.live.add(pending);
-    void this.run(command, pending, deadline).catch((err: unknown) => pending.reject(err));
+    void this.run(command, pending).catch((err: unknown) => pending.reject(err));
     return pending.promise;
   }
 
@@ -264,8 +263,8 @@ export class RaftClient<Cmd, Result> {
     }
   }
 
-  private async run(command: Cmd, pending: PendingRequest<Result>, deadline: number): Promise<void> {
-    const session = await this.session(pending, deadline);
+  private async run(command: Cmd, pending: PendingRequest<Result>): Promise<void> {
+    const session = await this.session(pending);
     if (pending.settled) return;
     let unfinished = this.unfinished.get(session);
     if (unfinished === undefined) this.unfinished.set(session, (unfinished = new Set()));
@@ -281,7 +280,7 @@ export class RaftClient<Cmd, Result> {
       while (!pending.settled) {
         attempts++;
         const sent: CommandOf<Cmd> = { kind: "command", session, seq, ackSeq: lowest(unfinished), time: this.now(), cmd: command };
-        const outcome = await this.attempt(sent, pending, this.attemptDeadline(retries, deadline));
+        const outcome = await this.attempt(sent, pending, this.attemptTimeoutMs * retries.timeoutFactor());
         if (pending.settled) return;
         if (outcome.kind === "retry") {
           await this.pause(pending, retries.after(outcome.cause));
@@ -316,12 +315,12 @@ export class RaftClient<Cmd, Result> {
   }
 
   /** The session id, registering one first if needed. Concurrent first calls share one registration. */
-  private async session(pending: PendingRequest<Result>, deadline: number): Promise<number> {
+  private async session(pending: PendingRequest<Result>): Promise<number> {
     for (;;) {
       if (this.sessionId !== null) return this.sessionId;
       let registration = this.registering;
       if (registration === null) {
-        const started = this.register(pending, deadline);
+        const started = this.register(pending);
         registration = this.registering = started;
         const clear = (): void => {
           if (this.registering === started) this.registering = null;
@@ -341,10 +340,10 @@ export class RaftClient<Cmd, Result> {
    * Registers a session through the log, retrying until `pending`'s deadline. A retry
    * may leave an extra session behind (each attempt is a new entry); it expires unused.
    */
-  private async register(pending: PendingRequest<Result>, deadline: number): Promise<number> {
+  private async register(pending: PendingRequest<Result>): Promise<number> {
     const retries = new Retries();
     while (!pending.settled && !this.closed) {
-      const outcome = await this.attempt({ kind: "register", time: this.now() }, pending, this.attemptDeadline(retries, deadline));
+      const outcome = await this.attempt({ kind: "register", time: this.now() }, pending, this.attemptTimeoutMs * retries.timeoutFactor());
       if (outcome.kind === "retry") {
         await this.pause(pending, retries.after(outcome.cause));
         continue;
@@ -361,15 +360,6 @@ export class RaftClient<Cmd, Result> {
       return r.session;
     }
     throw new RaftError(this.closed ? "STOPPED" : "TIMEOUT", "the session could not be registered before the deadline; the command was not proposed");
-  }
-
-  /**
-   * The next attempt's deadline: `attemptTimeoutMs`, doubled per timed-out attempt, but
-   * never past the call's own deadline (the node keeps the request, and a slot of its
-   * `maxPendingRequests`, for as long as the attempt asks).
-   */
-  private attemptDeadline(retries: Retries, deadline: number): number {
-    return Math.max(1, Math.min(this.attemptTimeoutMs * retries.timeoutFactor(), deadline - this.clock.now()));
   }
 
   /**
