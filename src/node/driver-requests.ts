@@ -89,13 +89,8 @@ export abstract class DriverRequests<Cmd, Result> extends DriverState<Cmd, Resul
 
   protected settleForwarded(rd: Ready): void {
     for (const outcome of rd.proposals) {
-      const batch = this.forwardedProposals.get(outcome.requestId);
-      if (batch === undefined) continue;
-      this.forwardedProposals.delete(outcome.requestId);
-      if (outcome.index === 0) {
-        for (const p of batch) if (!p.pending.settled) this.parkedProposals.push(p);
-        continue;
-      }
+      const batch = takeAnswered(this.forwardedProposals, outcome, this.parkedProposals);
+      if (batch === null) continue;
       const applied = this.appliedIndex;
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!;
@@ -110,13 +105,8 @@ export abstract class DriverRequests<Cmd, Result> extends DriverState<Cmd, Resul
 
   protected settleReadStates(rd: Ready): void {
     for (const rs of rd.readStates) {
-      const batch = this.readBatches.get(rs.requestId);
-      if (batch === undefined) continue;
-      this.readBatches.delete(rs.requestId);
-      if (rs.index === 0) {
-        for (const r of batch) if (!r.pending.settled) this.parkedReads.push(r);
-        continue;
-      }
+      const batch = takeAnswered(this.readBatches, rs, this.parkedReads);
+      if (batch === null) continue;
       if (rs.index <= this.appliedIndex) for (const r of batch) r.pending.resolve();
       else this.waitingReads.push({ index: rs.index, reads: batch });
     }
@@ -147,4 +137,22 @@ export abstract class DriverRequests<Cmd, Result> extends DriverState<Cmd, Resul
       for (const r of batch) if (!r.pending.settled) this.parkedReads.push(r);
     }
   }
+}
+
+/**
+ * Removes and returns the batch that `answer` is for. Null when no batch is waiting for it,
+ * or when the answer is index 0 (no leader could take it): the batch's unsettled requests
+ * are then parked, to be asked again once a leader is known.
+ */
+function takeAnswered<R extends { readonly pending: { readonly settled: boolean } }>(
+  waiting: Map<number, R[]>,
+  answer: { readonly requestId: number; readonly index: number },
+  parked: R[],
+): R[] | null {
+  const batch = waiting.get(answer.requestId);
+  if (batch === undefined) return null;
+  waiting.delete(answer.requestId);
+  if (answer.index !== 0) return batch;
+  for (const r of batch) if (!r.pending.settled) parked.push(r);
+  return null;
 }
